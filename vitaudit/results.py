@@ -1,0 +1,147 @@
+"""Plain data that crosses from the audit run to the report.
+
+Everything here is JSON-serialisable (``to_dict`` / ``from_dict``) because results travel
+between pytest-xdist workers and the controller, and end up in ``reports/audit.json``.
+Pictures are already encoded (``data:image/...;base64,...`` URIs) by the time they get
+here, so the reporter only lays them out.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Outcomes an expectation can end with (pytest's words, so CI dashboards read them as such).
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+
+
+@dataclass
+class Prediction:
+    """One entry of a top-k list."""
+
+    label: str
+    index: int
+    prob: float
+
+
+@dataclass
+class Panel:
+    """One picture on a card: a heat-map overlay, a baseline, a difference, ..."""
+
+    title: str
+    uri: str  # data: URI of a JPEG/PNG/WebP, never a link to the network
+    caption: str = ""
+
+
+@dataclass
+class ModelView:
+    """What one model said about one image, for the side-by-side strip of the report."""
+
+    model: str  # model key in the audit file
+    method: str
+    top1: Prediction | None
+    overlay: str  # data: URI
+    layer_grid: str | None = None  # data: URI of the per-layer x per-head CLS attention mosaic (ViT)
+    layer_grid_shape: tuple[int, int] | None = None  # (layers, heads) of that mosaic
+
+
+@dataclass
+class ExpectationResult:
+    """The outcome of one expectation (one pytest item)."""
+
+    nodeid: str
+    file: str  # audit file, relative to the rootdir
+    line: int  # 1-based line of the expectation in that file
+    text: str  # the expectation as the user wrote it
+    kind: str  # prediction | localisation | comparison | baseline | faithfulness | sanity | python | error
+    outcome: str  # one of OUTCOMES
+    message: str = ""  # the failure sentence, the skip reason, or the error
+    image: str | None = None  # image key in the audit file
+    models: list[str] = field(default_factory=list)  # model keys used
+    methods: list[str] = field(default_factory=list)  # explanation methods used
+    metric: str | None = None
+    region: str | None = None
+    op: str | None = None
+    threshold: float | list[float] | None = None
+    value: float | None = None
+    duration: float = 0.0
+    topk: list[Prediction] | None = None  # prediction expectations: the model's top-5
+    map_stats: dict[str, Any] | None = None  # min, max, mean, no_signal, nan_fraction, ...
+    panels: list[Panel] = field(default_factory=list)  # overlay (with region outline), baseline, diff, ...
+    image_uri: str | None = None  # the original image, downscaled
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ExpectationResult":
+        data = dict(data)
+        if data.get("topk") is not None:
+            data["topk"] = [Prediction(**p) for p in data["topk"]]
+        data["panels"] = [Panel(**p) for p in data.get("panels", [])]
+        return cls(**data)
+
+
+@dataclass
+class ImageView:
+    """Per image of an audit file: the original picture and every model's view of it."""
+
+    file: str
+    image: str
+    uri: str  # data: URI of the downscaled original
+    views: list[ModelView] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ImageView":
+        data = dict(data)
+        views = []
+        for v in data.get("views", []):
+            v = dict(v)
+            if v.get("top1") is not None:
+                v["top1"] = Prediction(**v["top1"])
+            if v.get("layer_grid_shape") is not None:
+                v["layer_grid_shape"] = tuple(v["layer_grid_shape"])
+            views.append(ModelView(**v))
+        data["views"] = views
+        return cls(**data)
+
+
+@dataclass
+class ModelInfo:
+    """A model as loaded for the run (for the environment table)."""
+
+    key: str  # "<audit file>::<model key>" or the spec for Python audits
+    spec: str
+    family: str
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = None
+    device: str = "cpu"
+    error: str | None = None
+
+
+@dataclass
+class RunResults:
+    """Everything the reporter needs: run metadata and every expectation's result."""
+
+    started_at: str  # ISO 8601
+    duration: float
+    command: str
+    environment: dict[str, str]  # package versions, python, platform, device
+    models: list[ModelInfo] = field(default_factory=list)
+    results: list[ExpectationResult] = field(default_factory=list)
+    images: list[ImageView] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C or a crash: the report shows what ran
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunResults":
+        data = dict(data)
+        data["models"] = [ModelInfo(**m) for m in data.get("models", [])]
+        data["results"] = [ExpectationResult.from_dict(r) for r in data.get("results", [])]
+        data["images"] = [ImageView.from_dict(i) for i in data.get("images", [])]
+        return cls(**data)
