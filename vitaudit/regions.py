@@ -3,11 +3,20 @@
 Coordinates are in pixels of the *original* image (x to the right, y down), or fractions of
 its width/height when ``units == "fraction"``. A region is rasterised at the original
 image's size, where every explanation map lives too.
+
+Coordinates name pixel *edges*: pixel ``(col j, row i)`` covers ``[j, j+1) x [i, i+1)``, so
+the whole image is ``[0, W] x [0, H]``, the box ``((0, 0), (W, H))`` and the polygon with the
+same four corners cover the same pixels, and fraction ``1.0`` is the right/bottom edge.
+A region that reaches outside the image or covers no pixel is an error, never clipped.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -39,3 +48,196 @@ class RegionRef:
     @property
     def label(self) -> str:
         return f"not {self.region.name}" if self.negate else self.region.name
+
+
+class RegionError(ValueError):
+    """A region that cannot be rasterised on this image; one line, ``file:line: `` first."""
+
+    def __init__(self, region: Region | None, message: str) -> None:
+        where = ""
+        if region is not None and region.file:
+            where = f"{region.file}:{region.line}: " if region.line else f"{region.file}: "
+        super().__init__(where + " ".join(str(message).split()))
+        self.region = region
+
+
+def _num(v: float) -> str:
+    """A coordinate as the user wrote it: ``40`` not ``40.0``."""
+    f = float(v)
+    return str(int(f)) if f.is_integer() else f"{f:g}"
+
+
+def _round_edge(v: float) -> int:
+    """Round to the nearest pixel edge, halves up (Python's ``round`` would go to even)."""
+    return int(math.floor(v + 0.5))
+
+
+def _check_size(size: tuple[int, int]) -> tuple[int, int]:
+    try:
+        h, w = (int(s) for s in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (height, width), got {size!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"size must be positive (height, width), got {size!r}")
+    return h, w
+
+
+def _points(region: Region, what: str) -> list[tuple[float, float]]:
+    """The region's points as floats; non-numbers and NaN/inf are errors."""
+    pts: list[tuple[float, float]] = []
+    for p in region.points:
+        try:
+            x, y = (float(c) for c in p)
+        except (TypeError, ValueError):
+            raise RegionError(region, f"region '{region.name}' {what} has a point {p!r} that is not (x, y) numbers") from None
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise RegionError(region, f"region '{region.name}' {what} has a non-finite point ({_num(x)}, {_num(y)})")
+        pts.append((x, y))
+    return pts
+
+
+def _check_inside(region: Region, desc: str, x: float, y: float, h: int, w: int) -> None:
+    """Raise if (x, y) in the region's units lies outside the image; say which edge and why."""
+    frac = region.units == "fraction"
+    lim_x, lim_y = (1.0, 1.0) if frac else (float(w), float(h))
+    unit_x = "(fractions must lie in [0, 1])" if frac else f"(width {w})"
+    unit_y = "(fractions must lie in [0, 1])" if frac else f"(height {h})"
+    if x < 0:
+        raise RegionError(region, f"region '{region.name}' {desc} extends past the image's left edge (x = {_num(x)} < 0)")
+    if y < 0:
+        raise RegionError(region, f"region '{region.name}' {desc} extends past the image's top edge (y = {_num(y)} < 0)")
+    if x > lim_x:
+        raise RegionError(region, f"region '{region.name}' {desc} extends past the image's right edge {unit_x}")
+    if y > lim_y:
+        raise RegionError(region, f"region '{region.name}' {desc} extends past the image's bottom edge {unit_y}")
+
+
+def _units(region: Region) -> str:
+    if region.units not in ("px", "fraction"):
+        raise RegionError(region, f"region '{region.name}' has unknown units {region.units!r} (use 'px' or 'fraction')")
+    return "" if region.units == "px" else " (fractions)"
+
+
+def _box(region: Region, h: int, w: int) -> np.ndarray:
+    pts = _points(region, "box")
+    if len(pts) != 2:
+        raise RegionError(region, f"region '{region.name}' box needs 2 corners ((x0, y0), (x1, y1)), got {len(pts)}")
+    (x0, y0), (x1, y1) = pts
+    desc = f"box [{', '.join(_num(v) for v in (x0, y0, x1, y1))}]{_units(region)}"
+    if x1 <= x0:
+        raise RegionError(region, f"region '{region.name}' {desc} has x1 <= x0 (x1 is exclusive, so it must be greater)")
+    if y1 <= y0:
+        raise RegionError(region, f"region '{region.name}' {desc} has y1 <= y0 (y1 is exclusive, so it must be greater)")
+    for x, y in ((x0, y0), (x1, y1)):
+        _check_inside(region, desc, x, y, h, w)
+    sx, sy = (w, h) if region.units == "fraction" else (1, 1)
+    c0, r0, c1, r1 = (_round_edge(x0 * sx), _round_edge(y0 * sy), _round_edge(x1 * sx), _round_edge(y1 * sy))
+    if c1 <= c0 or r1 <= r0:
+        raise RegionError(region, f"region '{region.name}' {desc} covers no pixel once rounded to pixel edges "
+                                  f"[{c0}, {r0}, {c1}, {r1}] on a {w}x{h} image")
+    mask = np.zeros((h, w), dtype=bool)
+    mask[r0:r1, c0:c1] = True
+    return mask
+
+
+def _polygon(region: Region, h: int, w: int) -> np.ndarray:
+    from skimage.draw import polygon2mask
+
+    pts = _points(region, "polygon")
+    units = _units(region)
+    if len(pts) < 3:
+        raise RegionError(region, f"region '{region.name}' polygon needs at least 3 vertices, got {len(pts)}")
+    for x, y in pts:
+        _check_inside(region, f"polygon vertex ({_num(x)}, {_num(y)}){units}", x, y, h, w)
+    sx, sy = (w, h) if region.units == "fraction" else (1, 1)
+    # polygon2mask takes (row, col) and tests pixel *centres*, which sit at edge + 0.5.
+    rc = np.array([(y * sy - 0.5, x * sx - 0.5) for x, y in pts], dtype=np.float64)
+    mask = polygon2mask((h, w), rc)
+    if not mask.any():
+        raise RegionError(region, f"region '{region.name}' polygon with {len(pts)} vertices{units} covers no pixel "
+                                  f"centre on a {w}x{h} image")
+    return mask
+
+
+def _mask_path(region: Region) -> Path:
+    """``mask_path`` as given, else relative to the audit file that declared it."""
+    p = Path(str(region.mask_path))
+    if p.is_absolute() or p.exists() or not region.file:
+        return p
+    beside = Path(region.file).parent / p
+    return beside if beside.exists() else p
+
+
+def _mask(region: Region, h: int, w: int) -> np.ndarray:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not region.mask_path:
+        raise RegionError(region, f"region '{region.name}' is a mask but has no mask file")
+    path = _mask_path(region)
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("1", "L", "I", "F") or im.mode.startswith("I;16"):
+                inside = np.asarray(im) != 0
+            else:  # colour/palette/alpha: alpha 0 is outside, else any non-zero colour channel
+                rgba = np.asarray(im.convert("RGBA"))
+                inside = (rgba[..., 3] != 0) & (rgba[..., :3] != 0).any(axis=-1)
+    except FileNotFoundError:
+        raise RegionError(region, f"region '{region.name}' mask file {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise RegionError(region, f"region '{region.name}' mask file {path} cannot be read as an image ({e})") from None
+    mh, mw = inside.shape[:2]
+    if (mh, mw) != (h, w):
+        raise RegionError(region, f"region '{region.name}' mask {path} is {mw}x{mh} (WxH) but the image is {w}x{h}; "
+                                  f"a mask must have exactly the image's size")
+    if not inside.any():
+        raise RegionError(region, f"region '{region.name}' mask {path} has no non-zero pixel")
+    return inside
+
+
+def rasterize(region: Region, size: tuple[int, int]) -> np.ndarray:
+    """Boolean (H, W) mask of ``region`` on an image of ``size == (H, W)``.
+
+    Boxes: ``[x0, x1) x [y0, y1)``; fractions are scaled by W/H and rounded to the nearest
+    pixel edge (halves up). Polygons: a pixel is inside when its centre is (scikit-image's
+    ``polygon2mask``; centres on the outline count). Masks: any PIL image of exactly the
+    image's size, EXIF orientation applied, non-zero inside (alpha 0 counts as outside).
+    Raises :class:`RegionError` for regions outside the image, empty, or malformed.
+    """
+    h, w = _check_size(size)
+    if region.kind == "box":
+        return _box(region, h, w)
+    if region.kind == "polygon":
+        return _polygon(region, h, w)
+    if region.kind == "mask":
+        return _mask(region, h, w)
+    raise RegionError(region, f"region '{region.name}' has unknown kind {region.kind!r} (use box, polygon or mask)")
+
+
+def rasterize_ref(ref: RegionRef, size: tuple[int, int]) -> np.ndarray:
+    """The mask of ``ref.region``, or its complement when ``ref.negate`` (``not R``).
+
+    A complement that covers no pixel (the region is the whole image) is a RegionError too.
+    """
+    mask = rasterize(ref.region, size)
+    if not ref.negate:
+        return mask
+    comp = ~mask
+    if not comp.any():
+        raise RegionError(ref.region, f"region 'not {ref.region.name}' is empty: '{ref.region.name}' covers the whole image")
+    return comp
+
+
+def outline(mask: np.ndarray) -> np.ndarray:
+    """Boolean mask of the region's boundary pixels (inside the region), for overlays.
+
+    Pixels on the image border count as boundary too, so a region touching the edge is
+    still drawn closed.
+    """
+    from skimage.segmentation import find_boundaries
+
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2:
+        raise ValueError(f"outline needs a 2-D mask, got shape {m.shape}")
+    padded = np.pad(m, 1, constant_values=False)
+    return find_boundaries(padded, mode="inner")[1:-1, 1:-1] & m
