@@ -114,6 +114,9 @@ def test_pointing_game_tolerance_euclidean():
     diag = pix((3, 3))  # sqrt(8) = 2.83 px from the peak
     assert pointing_game(H, diag, tolerance=2) is False
     assert pointing_game(H, diag, tolerance=3) is True
+    assert pointing_game(H, diag, tolerance=2.8) is False
+    assert pointing_game(H, diag, tolerance=2.9) is True
+    assert pointing_game(H, CENTRE, tolerance=0.0) is True  # audit files give floats
 
 
 def test_pointing_game_ties_any_maximum_hits():
@@ -129,7 +132,7 @@ def test_pointing_game_nan_is_never_the_max():
     assert pointing_game(h, pix((0, 0), (1, 0), shape=(2, 2))) is False
 
 
-@pytest.mark.parametrize("tol", [-1, 1.5, True])
+@pytest.mark.parametrize("tol", [-1, -0.5, nan, float("inf"), True, "2"])
 def test_pointing_game_bad_tolerance(tol):
     with pytest.raises(MetricError, match="tolerance"):
         pointing_game(H, CENTRE, tolerance=tol)

@@ -83,18 +83,19 @@ def mass_in(heatmap: np.ndarray, mask: np.ndarray) -> float:
     return float(v[m].sum() / v.sum())
 
 
-def pointing_game(heatmap: np.ndarray, mask: np.ndarray, tolerance: int = 0) -> bool:
+def pointing_game(heatmap: np.ndarray, mask: np.ndarray, tolerance: float = 0) -> bool:
     """Pointing game: is the map's maximum in the region, give or take ``tolerance`` pixels?
 
     A hit when a seen pixel holding the maximum lies within Euclidean distance
-    ``tolerance`` (pixel centre to pixel centre) of a region pixel; ``tolerance=0`` means
-    inside the region. Ties: a hit if *any* maximal pixel qualifies. Zhang et al. (2018),
+    ``tolerance`` (pixel centre to pixel centre, any number >= 0) of a region pixel;
+    ``tolerance=0`` means inside the region. Ties: a hit if *any* maximal pixel qualifies. Zhang et al. (2018),
     "Top-down Neural Attention by Excitation Backprop", IJCV 126, use 15 px.
     """
     from scipy.ndimage import distance_transform_edt
 
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, np.integer)) or tolerance < 0:
-        raise MetricError(f"tolerance must be a whole number of pixels >= 0, got {tolerance!r}")
+    if (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float, np.integer, np.floating))
+            or not (0 <= tolerance < math.inf)):
+        raise MetricError(f"tolerance must be a number of pixels >= 0, got {tolerance!r}")
     _prepare(heatmap, mask)
     h = np.asarray(heatmap, dtype=np.float64)
     m = np.asarray(mask).astype(bool)
