@@ -1,0 +1,274 @@
+"""``explain`` / ``explain_batch``: prediction and every requested map from one forward pass.
+
+Per batch of images the model runs once, with hooks that capture what the requested methods
+need (attention rows, rollout products, a grad-requiring leaf at the CAM target layer). The
+logits of that forward are the prediction; gradient methods then run one backward that stops
+at the target layer. Results go into a bounded in-session cache keyed by (model, image
+content, preprocessing, method, target), so no image is run twice.
+"""
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any, Sequence, Union
+
+import numpy as np
+import torch
+
+from .cache import DEFAULT_CACHE, ExplanationCache, ImageEntry
+from .capture import AttentionCapture, LayerCapture
+from .explainers import Explainer, ForwardContext, Needs, get_method, method_key, parse_method
+from .explanation import Explanation
+from .images import ImageLike, LoadedImage, load_image
+from .labels import Label
+from .layers import get_module, vit_grid
+from .models import AuditModel
+from .preprocess import Crop, Preprocessing
+
+MethodLike = Union[str, tuple[str, dict]]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One map wanted for one image: a method with canonical options, and a target (None: top-1)."""
+
+    explainer: Explainer
+    options: tuple[tuple[str, Any], ...]
+    target: int | None
+
+    @property
+    def key(self) -> str:
+        return method_key(self.explainer.name, dict(self.options))
+
+
+def resolve_method(model: AuditModel, method: MethodLike) -> tuple[Explainer, tuple[tuple[str, Any], ...]]:
+    """Look a method up, check it applies to ``model``, and canonicalise its options."""
+    if isinstance(method, tuple):
+        name, given = method
+    else:
+        name, given = parse_method(method)
+    explainer = get_method(name)
+    explainer.check_model(model)
+    options = explainer.options(dict(given))
+    explainer.needs(model, options)  # raises early for options that do not fit this model
+    return explainer, tuple(sorted(options.items()))
+
+
+def default_batch_size(model: AuditModel) -> int:
+    return 32 if model.device.type == "cuda" else 8
+
+
+def _preprocessing(model: AuditModel, crop: Crop | None) -> Preprocessing:
+    if crop is None or crop == model.crop:
+        return model.preprocessing
+    return Preprocessing.from_data_config(model.data_config, crop)
+
+
+def _cache_key(model: AuditModel, image: LoadedImage, prep: Preprocessing) -> tuple:
+    return (model.key, image.digest, prep)
+
+
+def _map_key(req: Request, top1: int) -> tuple[str, int | None]:
+    if not req.explainer.class_specific:
+        return (req.key, None)
+    return (req.key, top1 if req.target is None else req.target)
+
+
+def prefetch(
+    model: AuditModel,
+    images: Sequence[ImageLike],
+    requests: Sequence[Sequence[Request]],
+    *,
+    batch_size: int | None = None,
+    crop: Crop | None = None,
+    cache: ExplanationCache = DEFAULT_CACHE,
+) -> list[ImageEntry]:
+    """Make sure the cache holds every requested map of every image; one forward per batch."""
+    loaded = [load_image(im) for im in images]
+    prep = _preprocessing(model, crop)
+    keys = [_cache_key(model, im, prep) for im in loaded]
+    todo: list[int] = []
+    for i, key in enumerate(keys):
+        entry = cache.get(key)
+        if entry is None:
+            cache.misses += 1
+            todo.append(i)
+            continue
+        top1 = int(np.argmax(entry.probs))
+        if any(_map_key(r, top1) not in entry.maps for r in requests[i]):
+            cache.misses += 1
+            todo.append(i)
+        else:
+            cache.hits += 1
+    bs = batch_size or default_batch_size(model)
+    for start in range(0, len(todo), bs):
+        chunk = todo[start : start + bs]
+        _run_batch(model, [loaded[i] for i in chunk], [requests[i] for i in chunk], [keys[i] for i in chunk], prep, cache)
+    entries = []
+    for key in keys:
+        entry = cache.get(key)
+        if entry is None:  # evicted by a tiny cache while filling: recompute just this one
+            raise RuntimeError("explanation cache too small to hold one batch; raise max_bytes")
+        entries.append(entry)
+    return entries
+
+
+def _run_batch(model: AuditModel, images: list[LoadedImage], requests: list[Sequence[Request]],
+               keys: list[tuple], prep: Preprocessing, cache: ExplanationCache) -> None:
+    inputs, geometries = zip(*(prep(im) for im in images))
+    x = torch.stack(inputs).to(model.device)
+    needs = Needs(cls_rows=model.family == "vit")
+    for reqs in requests:
+        for r in reqs:
+            needs.merge(r.explainer.needs(model, dict(r.options)))
+    ctx = forward(model, x, needs)
+    probs = torch.softmax(ctx.logits.float(), dim=-1).cpu().numpy()
+    top1 = probs.argmax(axis=1)
+    cls_att = _cls_attention(ctx) if ctx.attention is not None else None
+
+    entries: list[ImageEntry] = []
+    sizes: list[int] = []
+    for i, key in enumerate(keys):
+        entry = cache.get(key)
+        if entry is None:
+            entry = ImageEntry(probs=probs[i], geometry=geometries[i])
+        sizes.append(entry.nbytes())
+        if cls_att is not None and entry.cls_attention is None:
+            entry.cls_attention = cls_att[i]
+        entries.append(entry)
+
+    # Group the wanted maps by (method, options); each group is computed for the whole batch,
+    # in rounds of one target per image (usually a single round).
+    groups: dict[tuple, dict[int, list[int]]] = {}
+    explainers: dict[tuple, Request] = {}
+    for i, reqs in enumerate(requests):
+        for r in reqs:
+            mk = _map_key(r, int(top1[i]))
+            if mk in entries[i].maps:
+                continue
+            gkey = (r.explainer.name, r.options)
+            explainers.setdefault(gkey, r)
+            wanted = groups.setdefault(gkey, {}).setdefault(i, [])
+            target = mk[1] if mk[1] is not None else int(top1[i])  # class-agnostic: any target
+            if target not in wanted:
+                wanted.append(target)
+    for gkey, per_image in groups.items():
+        req = explainers[gkey]
+        rounds = max(len(t) for t in per_image.values())
+        for rnd in range(rounds):
+            targets = torch.tensor([
+                per_image[i][rnd] if i in per_image and rnd < len(per_image[i]) else int(top1[i])
+                for i in range(len(images))
+            ])
+            maps = req.explainer.maps(ctx, targets, dict(req.options))
+            for i, wanted in per_image.items():
+                if rnd < len(wanted):
+                    t = None if not req.explainer.class_specific else wanted[rnd]
+                    entries[i].maps[(req.key, t)] = np.ascontiguousarray(maps[i], dtype=np.float32)
+    for key, entry, before in zip(keys, entries, sizes):
+        if cache.get(key) is entry:
+            cache.touch(key, entry, before)
+        else:
+            cache.put(key, entry)
+
+
+def forward(model: AuditModel, x: torch.Tensor, needs: Needs) -> ForwardContext:
+    """Run the model once with the hooks ``needs`` asks for; the logits are the plain model's."""
+    module = model.module
+    vit = model.family == "vit"
+    with ExitStack() as stack:
+        attention = None
+        if vit and (needs.cls_rows or needs.rollouts):
+            attention = stack.enter_context(AttentionCapture(module, tuple(sorted(needs.rollouts, key=repr))))
+        layers = {p: stack.enter_context(LayerCapture(get_module(module, p), p)) for p in sorted(needs.layers)}
+        with torch.no_grad():
+            out = module(x)
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    return ForwardContext(
+        model=model,
+        x=x,
+        logits=out.detach(),
+        grid=vit_grid(module, tuple(x.shape[-2:])) if vit else None,
+        num_prefix=int(getattr(module, "num_prefix_tokens", 0)) if vit else 0,
+        attention=attention.record if attention is not None else None,
+        layers=layers,
+        graph_logits=out if out.requires_grad else None,
+    )
+
+
+def _cls_attention(ctx: ForwardContext) -> np.ndarray:
+    """(B, layers, heads, gh, gw) float16: the class token's attention to each patch."""
+    rows = torch.stack(ctx.attention.cls_rows, dim=1)  # (B, L, H, N)
+    gh, gw = ctx.grid  # type: ignore[misc]
+    patches = rows[..., ctx.num_prefix :]
+    return patches.reshape(*patches.shape[:3], gh, gw).to(torch.float16).cpu().numpy()
+
+
+def _resolve_target(model: AuditModel, target: Label | None) -> int | None:
+    return None if target is None else model.label_index(target)
+
+
+def explain_batch(
+    model: AuditModel,
+    images: Sequence[ImageLike],
+    methods: Sequence[MethodLike],
+    *,
+    targets: Sequence[Label | None] | None = None,
+    batch_size: int | None = None,
+    crop: Crop | None = None,
+    cache: ExplanationCache = DEFAULT_CACHE,
+) -> list[dict[str, Explanation]]:
+    """Explain every image with every method; one forward per batch of images.
+
+    Returns, per image, ``{method as given: Explanation}``. ``targets`` gives a class per
+    image (label or index; None: the top-1).
+    """
+    if targets is not None and len(targets) != len(images):
+        raise ValueError(f"{len(targets)} targets for {len(images)} images")
+    resolved = [(m if isinstance(m, str) else m[0], *resolve_method(model, m)) for m in methods]
+    target_idx = [_resolve_target(model, t) for t in (targets or [None] * len(images))]
+    loaded = [load_image(im) for im in images]
+    requests = [[Request(ex, opts, t) for _, ex, opts in resolved] for t in target_idx]
+    entries = prefetch(model, loaded, requests, batch_size=batch_size, crop=crop, cache=cache)
+    out = []
+    for entry, reqs in zip(entries, requests):
+        top1 = int(np.argmax(entry.probs))
+        result = {}
+        for (name, _, _), req in zip(resolved, reqs):
+            mk = _map_key(req, top1)
+            target = top1 if req.target is None else req.target
+            result[name] = Explanation(
+                method=req.key,
+                model_name=model.name,
+                target=target,
+                target_label=model.labels[target],
+                probs=entry.probs,
+                labels=model.labels,
+                raw=entry.maps[mk],
+                geometry=entry.geometry,
+                cls_attention=None if entry.cls_attention is None else entry.cls_attention.astype(np.float32),
+            )
+        out.append(result)
+    return out
+
+
+def explain(
+    model: AuditModel,
+    image: ImageLike,
+    method: MethodLike = "gradcam",
+    *,
+    target: Label | None = None,
+    crop: Crop | None = None,
+    cache: ExplanationCache = DEFAULT_CACHE,
+) -> Explanation:
+    """Explain one image with one method (see :func:`explain_batch`)."""
+    key = method if isinstance(method, str) else method[0]
+    return explain_batch(model, [image], [method], targets=[target], crop=crop, cache=cache)[0][key]
+
+
+def predict(model: AuditModel, images: Sequence[ImageLike], *, crop: Crop | None = None,
+            cache: ExplanationCache = DEFAULT_CACHE, batch_size: int | None = None) -> list[np.ndarray]:
+    """Softmax probabilities per image (float32), from the cache when the image has been seen."""
+    entries = prefetch(model, images, [[] for _ in images], batch_size=batch_size, crop=crop, cache=cache)
+    return [e.probs for e in entries]

@@ -1,0 +1,141 @@
+"""``load_model``: a classifier ready to audit, with its data config, labels and device."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from . import registry
+from .checkpoints import load_into, read_state_dict, sha256_file
+from .labels import LabelSet, default_labels, read_label_file
+from .preprocess import Crop, Preprocessing
+
+_tokens = itertools.count()
+
+
+@dataclass(eq=False)
+class AuditModel:
+    """A loaded classifier: the module (eval mode) and everything needed to feed and read it."""
+
+    module: nn.Module
+    name: str
+    family: str  # "vit" (timm VisionTransformer family) or "cnn" (anything else: CAM methods)
+    labels: list[str]
+    data_config: dict[str, Any]
+    device: torch.device
+    weights: str = "random init"
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = None
+    target_layer: str | None = None  # module path for CAM methods; None: found automatically
+    crop: Crop = "resize"
+    key: str = field(default_factory=lambda: f"m{next(_tokens)}")  # identity for the cache
+
+    def __post_init__(self) -> None:
+        self.labelset = LabelSet(self.labels)
+        self.preprocessing = Preprocessing.from_data_config(self.data_config, self.crop)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def label_index(self, label: str | int) -> int:
+        """Class index of a label (full name, synonym or index); LabelError if none."""
+        return self.labelset.index(label)
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.family}, {self.weights}, {self.device})"
+
+    def __repr__(self) -> str:
+        return f"AuditModel({self.describe()})"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when present, else CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_model(
+    spec: str,
+    *,
+    pretrained: bool | None = None,
+    checkpoint: str | Path | None = None,
+    num_classes: int | None = None,
+    labels: Sequence[str] | str | Path | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    target_layer: str | None = None,
+    crop: Crop = "resize",
+) -> AuditModel:
+    """Load a classifier by spec (timm name, ``torchvision:NAME``, ``fixture:NAME``, ...).
+
+    ``pretrained=None`` keeps each source's default: a fixture's trained weights, random
+    init for timm/torchvision (as ``timm.create_model``). ``checkpoint`` loads a local
+    ``.safetensors`` or state-dict file instead of pretrained weights. Random init is
+    deterministic for a given ``seed``. ``labels`` is a list or a text file, one per line.
+    """
+    if checkpoint is not None and pretrained:
+        raise registry.ModelError("pass either pretrained=True or checkpoint=..., not both")
+    request = registry.LoadRequest(pretrained=False if checkpoint is not None else pretrained, num_classes=num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        built = registry.build(spec, request)
+    module = built.module
+    sha = None
+    weights = built.weights
+    if checkpoint is not None:
+        load_into(module, read_state_dict(checkpoint), str(checkpoint))
+        sha = sha256_file(checkpoint)
+        weights = f"checkpoint {Path(checkpoint).name}"
+    module.eval()
+    dev = resolve_device(device)
+    module.to(dev)
+
+    n = _num_classes(module)
+    if labels is not None:
+        names = read_label_file(labels) if isinstance(labels, (str, Path)) else [str(x) for x in labels]
+        if len(names) != n:
+            raise registry.ModelError(f"{len(names)} labels given but {spec} has {n} classes")
+    elif built.labels is not None and len(built.labels) == n:
+        names = built.labels
+    else:
+        names = default_labels(n, built.imagenet_subset)
+    return AuditModel(
+        module=module,
+        name=spec,
+        family=_family(module),
+        labels=list(names),
+        data_config=dict(built.data_config),
+        device=dev,
+        weights=weights,
+        checkpoint=str(checkpoint) if checkpoint is not None else None,
+        checkpoint_sha256=sha,
+        target_layer=target_layer,
+        crop=crop,
+    )
+
+
+def _family(module: nn.Module) -> str:
+    from timm.models.vision_transformer import VisionTransformer
+
+    return "vit" if isinstance(module, VisionTransformer) else "cnn"
+
+
+def _num_classes(module: nn.Module) -> int:
+    n = getattr(module, "num_classes", None)
+    if isinstance(n, int) and n > 0:
+        return n
+    last = None
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            last = m
+    if last is None:
+        raise registry.ModelError("cannot tell how many classes this model has (no num_classes, no Linear head)")
+    return int(last.out_features)
