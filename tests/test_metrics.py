@@ -172,6 +172,14 @@ def test_iou_top_ties_in_raster_order():
     assert iou_top(H, pix((2, 1)), 20) == 0.0
 
 
+def test_iou_top_ties_on_a_larger_map():
+    h = np.full((5, 6), 0.5, dtype=np.float32)
+    h[4, 5] = 1.0
+    # 10% of 30 = 3 pixels: the 1.0, then the first two 0.5 in raster order
+    assert iou_top(h, pix((4, 5), (0, 0), (0, 1), shape=(5, 6)), 10) == 1.0
+    assert iou_top(h, pix((4, 5), (4, 4), (4, 3), shape=(5, 6)), 10) == 0.2  # 1 / 5
+
+
 def test_iou_top_all_seen_pixels_and_nan_region():
     assert iou_top(H, CENTRE, 100) == 4 / 14
     assert iou_top(H, COL0, 100) == 3 / 14  # the region's NaN pixel is dropped

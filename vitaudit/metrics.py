@@ -88,8 +88,9 @@ def pointing_game(heatmap: np.ndarray, mask: np.ndarray, tolerance: float = 0) -
 
     A hit when a seen pixel holding the maximum lies within Euclidean distance
     ``tolerance`` (pixel centre to pixel centre, any number >= 0) of a region pixel;
-    ``tolerance=0`` means inside the region. Ties: a hit if *any* maximal pixel qualifies. Zhang et al. (2018),
-    "Top-down Neural Attention by Excitation Backprop", IJCV 126, use 15 px.
+    ``tolerance=0`` means inside the region. Ties: a hit if *any* maximal pixel qualifies.
+    Zhang et al. (2018), "Top-down Neural Attention by Excitation Backprop", IJCV 126,
+    use 15 px.
     """
     from scipy.ndimage import distance_transform_edt
 
