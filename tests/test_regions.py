@@ -74,8 +74,8 @@ def test_box_outside_each_edge(coords, words):
 
 
 def test_box_fraction_outside_unit_square():
-    with pytest.raises(RegionError, match=r"box \[0.1, 0.2, 1.2, 0.5\] \(fractions\) extends past the image's right edge "
-                                          r"\(fractions must lie in \[0, 1\]\)"):
+    with pytest.raises(RegionError, match=r"box \[0.1, 0.2, 1.2, 0.5\] \(fractions\) extends past the image's "
+                                          r"right edge \(fractions must lie in \[0, 1\]\)"):
         rasterize(box(0.1, 0.2, 1.2, 0.5, units="fraction"), (5, 6))
 
 

@@ -118,7 +118,8 @@ def energy_pointing_game(heatmap: np.ndarray, mask: np.ndarray) -> float:
     v, m = _prepare(heatmap, mask)
     lo, hi = v.min(), v.max()
     if hi == lo:
-        raise NoSignalError(f"the map is constant ({hi:.4g}) over its seen pixels; min-max normalisation leaves no signal")
+        raise NoSignalError(f"the map is constant ({hi:.4g}) over its seen pixels; "
+                            f"min-max normalisation leaves no signal")
     n = (v - lo) / (hi - lo)
     return float(n[m].sum() / n.sum())
 
@@ -251,7 +252,8 @@ def map_stats(heatmap: np.ndarray) -> dict[str, Any]:
     min, max, mean, std (population) over seen pixels; ``entropy``: Shannon entropy in bits
     of the map normalised to sum 1 (0 for a single peak, log2(n_seen) for a flat map; None
     without signal or with negative values); ``peak``: (x, y) of the first maximum in raster
-    order (None without signal); ``no_signal``; ``nan_fraction``: share of unseen pixels.
+    order, as a list ``[x, y]`` (None without signal); ``no_signal``; ``nan_fraction``: the
+    share of unseen (NaN) pixels.
     """
     from scipy.stats import entropy
 
@@ -268,7 +270,7 @@ def map_stats(heatmap: np.ndarray) -> dict[str, Any]:
     stats.update(min=float(v.min()), max=float(v.max()), mean=float(v.mean()), std=float(v.std()))
     if not stats["no_signal"]:
         row, col = np.unravel_index(int(np.nanargmax(h)), h.shape)
-        stats["peak"] = (int(col), int(row))
+        stats["peak"] = [int(col), int(row)]  # a list, so a JSON round trip gives it back equal
         if (v >= 0).all() and np.isfinite(v).all():
             stats["entropy"] = float(entropy(v / v.sum(), base=2))
     return stats

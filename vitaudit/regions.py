@@ -61,6 +61,11 @@ class RegionError(ValueError):
         self.region = region
 
 
+def _err(region: Region, what: str) -> RegionError:
+    """``RegionError`` saying ``region '<name>' <what>``."""
+    return RegionError(region, f"region '{region.name}' {what}")
+
+
 def _num(v: float) -> str:
     """A coordinate as the user wrote it: ``40`` not ``40.0``."""
     f = float(v)
@@ -89,9 +94,9 @@ def _points(region: Region, what: str) -> list[tuple[float, float]]:
         try:
             x, y = (float(c) for c in p)
         except (TypeError, ValueError):
-            raise RegionError(region, f"region '{region.name}' {what} has a point {p!r} that is not (x, y) numbers") from None
+            raise _err(region, f"{what} has a point {p!r} that is not (x, y) numbers") from None
         if not (math.isfinite(x) and math.isfinite(y)):
-            raise RegionError(region, f"region '{region.name}' {what} has a non-finite point ({_num(x)}, {_num(y)})")
+            raise _err(region, f"{what} has a non-finite point ({_num(x)}, {_num(y)})")
         pts.append((x, y))
     return pts
 
@@ -103,37 +108,37 @@ def _check_inside(region: Region, desc: str, x: float, y: float, h: int, w: int)
     unit_x = "(fractions must lie in [0, 1])" if frac else f"(width {w})"
     unit_y = "(fractions must lie in [0, 1])" if frac else f"(height {h})"
     if x < 0:
-        raise RegionError(region, f"region '{region.name}' {desc} extends past the image's left edge (x = {_num(x)} < 0)")
+        raise _err(region, f"{desc} extends past the image's left edge (x = {_num(x)} < 0)")
     if y < 0:
-        raise RegionError(region, f"region '{region.name}' {desc} extends past the image's top edge (y = {_num(y)} < 0)")
+        raise _err(region, f"{desc} extends past the image's top edge (y = {_num(y)} < 0)")
     if x > lim_x:
-        raise RegionError(region, f"region '{region.name}' {desc} extends past the image's right edge {unit_x}")
+        raise _err(region, f"{desc} extends past the image's right edge {unit_x}")
     if y > lim_y:
-        raise RegionError(region, f"region '{region.name}' {desc} extends past the image's bottom edge {unit_y}")
+        raise _err(region, f"{desc} extends past the image's bottom edge {unit_y}")
 
 
 def _units(region: Region) -> str:
     if region.units not in ("px", "fraction"):
-        raise RegionError(region, f"region '{region.name}' has unknown units {region.units!r} (use 'px' or 'fraction')")
+        raise _err(region, f"has unknown units {region.units!r} (use 'px' or 'fraction')")
     return "" if region.units == "px" else " (fractions)"
 
 
 def _box(region: Region, h: int, w: int) -> np.ndarray:
     pts = _points(region, "box")
     if len(pts) != 2:
-        raise RegionError(region, f"region '{region.name}' box needs 2 corners ((x0, y0), (x1, y1)), got {len(pts)}")
+        raise _err(region, f"box needs 2 corners ((x0, y0), (x1, y1)), got {len(pts)}")
     (x0, y0), (x1, y1) = pts
     desc = f"box [{', '.join(_num(v) for v in (x0, y0, x1, y1))}]{_units(region)}"
     if x1 <= x0:
-        raise RegionError(region, f"region '{region.name}' {desc} has x1 <= x0 (x1 is exclusive, so it must be greater)")
+        raise _err(region, f"{desc} has x1 <= x0 (x1 is exclusive, so it must be greater)")
     if y1 <= y0:
-        raise RegionError(region, f"region '{region.name}' {desc} has y1 <= y0 (y1 is exclusive, so it must be greater)")
+        raise _err(region, f"{desc} has y1 <= y0 (y1 is exclusive, so it must be greater)")
     for x, y in ((x0, y0), (x1, y1)):
         _check_inside(region, desc, x, y, h, w)
     sx, sy = (w, h) if region.units == "fraction" else (1, 1)
     c0, r0, c1, r1 = (_round_edge(x0 * sx), _round_edge(y0 * sy), _round_edge(x1 * sx), _round_edge(y1 * sy))
     if c1 <= c0 or r1 <= r0:
-        raise RegionError(region, f"region '{region.name}' {desc} covers no pixel once rounded to pixel edges "
+        raise _err(region, f"{desc} covers no pixel once rounded to pixel edges "
                                   f"[{c0}, {r0}, {c1}, {r1}] on a {w}x{h} image")
     mask = np.zeros((h, w), dtype=bool)
     mask[r0:r1, c0:c1] = True
@@ -146,7 +151,7 @@ def _polygon(region: Region, h: int, w: int) -> np.ndarray:
     pts = _points(region, "polygon")
     units = _units(region)
     if len(pts) < 3:
-        raise RegionError(region, f"region '{region.name}' polygon needs at least 3 vertices, got {len(pts)}")
+        raise _err(region, f"polygon needs at least 3 vertices, got {len(pts)}")
     for x, y in pts:
         _check_inside(region, f"polygon vertex ({_num(x)}, {_num(y)}){units}", x, y, h, w)
     sx, sy = (w, h) if region.units == "fraction" else (1, 1)
@@ -154,7 +159,7 @@ def _polygon(region: Region, h: int, w: int) -> np.ndarray:
     rc = np.array([(y * sy - 0.5, x * sx - 0.5) for x, y in pts], dtype=np.float64)
     mask = polygon2mask((h, w), rc)
     if not mask.any():
-        raise RegionError(region, f"region '{region.name}' polygon with {len(pts)} vertices{units} covers no pixel "
+        raise _err(region, f"polygon with {len(pts)} vertices{units} covers no pixel "
                                   f"centre on a {w}x{h} image")
     return mask
 
@@ -172,7 +177,7 @@ def _mask(region: Region, h: int, w: int) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not region.mask_path:
-        raise RegionError(region, f"region '{region.name}' is a mask but has no mask file")
+        raise _err(region, f"is a mask but has no mask file")
     path = _mask_path(region)
     try:
         with Image.open(path) as im:
@@ -183,15 +188,15 @@ def _mask(region: Region, h: int, w: int) -> np.ndarray:
                 rgba = np.asarray(im.convert("RGBA"))
                 inside = (rgba[..., 3] != 0) & (rgba[..., :3] != 0).any(axis=-1)
     except FileNotFoundError:
-        raise RegionError(region, f"region '{region.name}' mask file {path} does not exist") from None
+        raise _err(region, f"mask file {path} does not exist") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise RegionError(region, f"region '{region.name}' mask file {path} cannot be read as an image ({e})") from None
+        raise _err(region, f"mask file {path} cannot be read as an image ({e})") from None
     mh, mw = inside.shape[:2]
     if (mh, mw) != (h, w):
-        raise RegionError(region, f"region '{region.name}' mask {path} is {mw}x{mh} (WxH) but the image is {w}x{h}; "
+        raise _err(region, f"mask {path} is {mw}x{mh} (WxH) but the image is {w}x{h}; "
                                   f"a mask must have exactly the image's size")
     if not inside.any():
-        raise RegionError(region, f"region '{region.name}' mask {path} has no non-zero pixel")
+        raise _err(region, f"mask {path} has no non-zero pixel")
     return inside
 
 
@@ -211,7 +216,7 @@ def rasterize(region: Region, size: tuple[int, int]) -> np.ndarray:
         return _polygon(region, h, w)
     if region.kind == "mask":
         return _mask(region, h, w)
-    raise RegionError(region, f"region '{region.name}' has unknown kind {region.kind!r} (use box, polygon or mask)")
+    raise _err(region, f"has unknown kind {region.kind!r} (use box, polygon or mask)")
 
 
 def rasterize_ref(ref: RegionRef, size: tuple[int, int]) -> np.ndarray:
@@ -224,7 +229,8 @@ def rasterize_ref(ref: RegionRef, size: tuple[int, int]) -> np.ndarray:
         return mask
     comp = ~mask
     if not comp.any():
-        raise RegionError(ref.region, f"region 'not {ref.region.name}' is empty: '{ref.region.name}' covers the whole image")
+        name = ref.region.name
+        raise RegionError(ref.region, f"region 'not {name}' is empty: '{name}' covers the whole image")
     return comp
 
 
