@@ -73,6 +73,7 @@ def load_model(
     device: str | torch.device = "auto",
     target_layer: str | None = None,
     crop: Crop = "resize",
+    model_kwargs: dict[str, Any] | None = None,
 ) -> AuditModel:
     """Load a classifier by spec (timm name, ``torchvision:NAME``, ``fixture:NAME``, ...).
 
@@ -80,10 +81,15 @@ def load_model(
     init for timm/torchvision (as ``timm.create_model``). ``checkpoint`` loads a local
     ``.safetensors`` or state-dict file instead of pretrained weights. Random init is
     deterministic for a given ``seed``. ``labels`` is a list or a text file, one per line.
+    ``model_kwargs`` go to the constructor (e.g. timm's ``img_size``, ``depth``).
     """
     if checkpoint is not None and pretrained:
         raise registry.ModelError("pass either pretrained=True or checkpoint=..., not both")
-    request = registry.LoadRequest(pretrained=False if checkpoint is not None else pretrained, num_classes=num_classes)
+    request = registry.LoadRequest(
+        pretrained=False if checkpoint is not None else pretrained,
+        num_classes=num_classes,
+        model_kwargs=tuple(sorted((model_kwargs or {}).items())),
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         built = registry.build(spec, request)
@@ -132,6 +138,8 @@ def _num_classes(module: nn.Module) -> int:
     n = getattr(module, "num_classes", None)
     if isinstance(n, int) and n > 0:
         return n
+    if n == 0:
+        raise registry.ModelError("this model has no classifier head (num_classes=0); pass num_classes=N")
     last = None
     for m in module.modules():
         if isinstance(m, nn.Linear):

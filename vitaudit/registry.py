@@ -55,6 +55,7 @@ _OFFLINE_WEIGHTS: dict[str, Callable[[nn.Module], str]] = {}
 class LoadRequest:
     pretrained: bool | None
     num_classes: int | None
+    model_kwargs: tuple[tuple[str, Any], ...] = ()  # extra constructor arguments (timm: img_size, depth, ...)
 
 
 def register_source(prefix: str) -> Callable[[Loader], Loader]:
@@ -146,9 +147,15 @@ def _hub_offline_if_unreachable() -> Iterator[None]:
 
 
 def _timm_data_config(module: nn.Module) -> dict[str, Any]:
+    """timm's resolved config; a fixed-size ViT built with another ``img_size`` keeps its own size."""
     from timm.data import resolve_data_config
 
-    return resolve_data_config({}, model=module)
+    cfg = resolve_data_config({}, model=module)
+    pe = getattr(module, "patch_embed", None)
+    img_size = getattr(pe, "img_size", None)
+    if img_size is not None and not getattr(pe, "dynamic_img_size", False):
+        cfg["input_size"] = (3, int(img_size[0]), int(img_size[1]))
+    return cfg
 
 
 @register_source("timm")
@@ -157,10 +164,12 @@ def _load_timm(name: str, request: LoadRequest) -> Built:
 
     if not timm.is_model(name):
         raise ModelError(known_model(name) or f"unknown model {name!r}")
-    kwargs = {} if request.num_classes is None else {"num_classes": request.num_classes}
+    kwargs = dict(request.model_kwargs)
+    if request.num_classes is not None:
+        kwargs["num_classes"] = request.num_classes
     base = name.split(".")[0]
     offline = _OFFLINE_WEIGHTS.get(base) if request.pretrained and "." not in name else None
-    if offline is not None and request.num_classes in (None, 1000):
+    if offline is not None and request.num_classes in (None, 1000) and not request.model_kwargs:
         module = timm.create_model(name, pretrained=False, **kwargs)
         weights = offline(module)
     elif request.pretrained:
@@ -248,7 +257,9 @@ def _load_torchvision(name: str, request: LoadRequest) -> Built:
     if name not in names:
         raise ModelError(known_model(f"torchvision:{name}") or f"unknown model torchvision:{name}")
     weights = torchvision.models.get_model_weights(name).DEFAULT if request.pretrained else None
-    kwargs = {} if request.num_classes is None else {"num_classes": request.num_classes}
+    kwargs = dict(request.model_kwargs)
+    if request.num_classes is not None:
+        kwargs["num_classes"] = request.num_classes
     try:
         module = torchvision.models.get_model(name, weights=weights, **kwargs)
     except (OSError, RuntimeError) as exc:

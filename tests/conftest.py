@@ -1,0 +1,62 @@
+"""Shared small models and images for the test suite (random init, CPU, seconds)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+TINY_VIT = dict(spec="vit_tiny_patch16_224", model_kwargs={"img_size": 64, "patch_size": 8, "depth": 3})
+REG_VIT = dict(spec="vit_small_patch14_reg4_dinov2", num_classes=10,
+               model_kwargs={"img_size": 56, "embed_dim": 64, "depth": 2, "num_heads": 2})
+DISTILLED_VIT = dict(spec="deit_tiny_distilled_patch16_224", model_kwargs={"img_size": 64, "depth": 2})
+SMALL_CNN = dict(spec="resnet18", num_classes=10,
+                 model_kwargs={"layers": [1, 1, 1, 1], "channels": (8, 16, 32, 64)})
+
+
+def _load(cfg: dict, **extra):
+    from vitaudit import load_model
+
+    cfg = dict(cfg)
+    spec = cfg.pop("spec")
+    return load_model(spec, seed=0, device="cpu", **cfg, **extra)
+
+
+@pytest.fixture(scope="session")
+def tiny_vit():
+    return _load(TINY_VIT)
+
+
+@pytest.fixture(scope="session")
+def reg_vit():
+    return _load(REG_VIT)
+
+
+@pytest.fixture(scope="session")
+def distilled_vit():
+    return _load(DISTILLED_VIT)
+
+
+@pytest.fixture(scope="session")
+def small_cnn():
+    return _load(SMALL_CNN)
+
+
+@pytest.fixture
+def fresh(request):
+    """A function-scoped copy of one of the model configs above: ``fresh("TINY_VIT")``."""
+    return lambda name, **extra: _load(globals()[name], **extra)
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    from skimage import data
+
+    return data.chelsea()
+
+
+@pytest.fixture(scope="session")
+def noise_images() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, size=(48 + 8 * i, 80 - 4 * i, 3), dtype=np.uint8) for i in range(5)]

@@ -1,0 +1,70 @@
+"""Capturing attention or gradients must leave the model's function unchanged (bitwise on CPU)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import timm.layers.config as timm_config
+import torch
+
+from vitaudit.capture import RolloutConfig
+from vitaudit.engine import explain_batch, forward
+from vitaudit.explainers import Needs
+from vitaudit.layers import target_layer
+
+MODELS = ["tiny_vit", "reg_vit", "distilled_vit", "small_cnn"]
+
+
+def _hooks(module: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in module.modules())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_logits_bitwise_equal_with_every_capture(name, request):
+    model = request.getfixturevalue(name)
+    torch.manual_seed(1)
+    x = torch.randn(3, 3, *model.preprocessing.input_hw)
+    with torch.no_grad():
+        plain = model.module(x)
+    needs = Needs(cls_rows=model.family == "vit", layers={target_layer(model).path})
+    if model.family == "vit":
+        needs.rollouts = {RolloutConfig(), RolloutConfig("max", 0.5)}
+    ctx = forward(model, x, needs)
+    assert torch.equal(ctx.logits, plain if not isinstance(plain, tuple) else plain[0])
+    assert ctx.graph_logits is not None and ctx.graph_logits.requires_grad
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_explaining_leaves_the_model_as_it_was(name, request):
+    model = request.getfixturevalue(name)
+    module = model.module
+    fused_before = [getattr(b.attn, "fused_attn", None) for b in getattr(module, "blocks", [])]
+    global_fused = timm_config._USE_FUSED_ATTN
+    grads_req = [p.requires_grad for p in module.parameters()]
+    hooks = _hooks(module)
+    methods = ["gradcam", "gradcam++", "eigencam"] + (["attention", "rollout"] if model.family == "vit" else [])
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 256, (40, 50, 3), dtype=np.uint8) for _ in range(2)]
+    result = explain_batch(model, images, methods)
+    assert set(result[0]) == set(methods)
+    assert _hooks(module) == hooks
+    assert all(p.grad is None for p in module.parameters()), "explaining must not write parameter gradients"
+    assert [p.requires_grad for p in module.parameters()] == grads_req
+    assert [getattr(b.attn, "fused_attn", None) for b in getattr(module, "blocks", [])] == fused_before
+    assert timm_config._USE_FUSED_ATTN == global_fused
+    assert not module.training
+    assert torch.is_grad_enabled()
+
+
+def test_probs_are_the_plain_models_softmax(tiny_vit, small_cnn, noise_images):
+    for model in (tiny_vit, small_cnn):
+        ex = explain_batch(model, noise_images[:2], ["gradcam"])
+        x = torch.stack([model.preprocessing(__import__("vitaudit").load_image(im))[0] for im in noise_images[:2]])
+        with torch.no_grad():
+            probs = torch.softmax(model.module(x).float(), dim=-1).numpy()
+        for i in range(2):
+            np.testing.assert_array_equal(ex[i]["gradcam"].probs, probs[i])
+
+
+def test_fused_attention_stays_on(tiny_vit):
+    """The default timm ViT uses F.scaled_dot_product_attention; the capture must not need it off."""
+    assert all(b.attn.fused_attn for b in tiny_vit.module.blocks)
