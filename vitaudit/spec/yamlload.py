@@ -1,0 +1,170 @@
+"""Load YAML into a tree of :class:`YNode` that remembers the line of every key, item and scalar.
+
+PyYAML's ``compose`` gives nodes with marks; we convert them once into plain ``YNode`` objects
+(mapping keys as written, scalar values as the safe loader would construct them) so the rest of
+the parser never deals with PyYAML, and every error can point at the offending line.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+from .errors import SpecError
+
+_WS = re.compile(r"\s+")
+
+
+@dataclass(eq=False)
+class YNode:
+    """A YAML node with its 1-based ``line``.
+
+    - ``kind == "scalar"``: ``value`` is the constructed Python value (str, int, float, bool,
+      None, date...), ``raw`` the scalar as written (without quotes), ``quoted`` whether it was
+      quoted.
+    - ``kind == "seq"``: ``value`` is a ``list[YNode]``.
+    - ``kind == "map"``: ``value`` is a ``dict[str, YNode]`` keyed by the keys as written;
+      ``keys`` holds the key nodes (for their lines).
+    ``text`` is the node's source on one line (whitespace collapsed); ``end_line`` its last line.
+    """
+
+    kind: Literal["scalar", "seq", "map"]
+    line: int
+    value: Any
+    end_line: int = 0
+    raw: str = ""
+    quoted: bool = False
+    text: str = ""
+    keys: dict[str, "YNode"] = field(default_factory=dict)
+
+    @property
+    def is_map(self) -> bool:
+        return self.kind == "map"
+
+    @property
+    def is_seq(self) -> bool:
+        return self.kind == "seq"
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.kind == "scalar"
+
+    def key_line(self, key: str) -> int:
+        """Line of ``key`` in this mapping (the mapping's own line if absent)."""
+        node = self.keys.get(key)
+        return node.line if node is not None else self.line
+
+    def describe(self) -> str:
+        """A short noun for messages: ``a mapping``, ``a list``, ``the string 'x'``, ..."""
+        if self.kind == "map":
+            return "a mapping"
+        if self.kind == "seq":
+            return "a list"
+        v = self.value
+        if v is None:
+            return "nothing (null)"
+        if isinstance(v, bool):
+            return f"the boolean {self.raw}"
+        if isinstance(v, (int, float)):
+            return f"the number {self.raw}"
+        return f"'{self.raw}'"
+
+
+def load_yaml(source: str, file: str) -> tuple[YNode | None, list[SpecError]]:
+    """Parse ``source``; return the root node (``None`` for an empty document) and errors.
+
+    Invalid YAML gives ``(None, [one error at the YAML error's line])``. Duplicate keys and
+    unsupported tags are reported but do not stop loading.
+    """
+    try:
+        root = yaml.compose(source, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        line = max(1, min(line, source.count("\n") + (0 if source.endswith("\n") else 1)))
+        problem = exc.problem or exc.context or "cannot be parsed"
+        context = f" ({exc.context})" if exc.context and exc.problem else ""
+        return None, [SpecError(file, line, f"invalid YAML: {problem}{context}")]
+    except yaml.YAMLError as exc:  # pragma: no cover - every PyYAML error we know is marked
+        return None, [SpecError(file, 1, f"invalid YAML: {exc}")]
+    if root is None:
+        return None, []
+    errors: list[SpecError] = []
+    converter = _Converter(source, file, errors)
+    return converter.convert(root), errors
+
+
+class _Converter:
+    def __init__(self, source: str, file: str, errors: list[SpecError]) -> None:
+        self.source = source
+        self.file = file
+        self.errors = errors
+        self.constructor = yaml.SafeLoader("")
+        self.active: set[int] = set()
+
+    def text_of(self, node: yaml.Node) -> str:
+        return _WS.sub(" ", self.source[node.start_mark.index : node.end_mark.index]).strip()
+
+    def convert(self, node: yaml.Node) -> YNode:
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                value = self.constructor.construct_object(node, deep=True)
+            except yaml.YAMLError as exc:
+                problem = getattr(exc, "problem", None) or str(exc)
+                self.errors.append(SpecError(self.file, line, f"invalid YAML value: {problem}"))
+                value = node.value
+            return YNode("scalar", line, value, _end_line(node, self.source), raw=str(node.value),
+                         quoted=node.style in ("'", '"'), text=self.text_of(node))
+        if id(node) in self.active:
+            self.errors.append(SpecError(self.file, line, "recursive YAML alias"))
+            return YNode("scalar", line, None, line, raw="", text="")
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                items = [self.convert(item) for item in node.value]
+                return YNode("seq", line, items, _end_line(node, self.source), text=self.text_of(node))
+            return self.convert_map(node, line)
+        finally:
+            self.active.discard(id(node))
+
+    def convert_map(self, node: yaml.MappingNode, line: int) -> YNode:
+        explicit = [(k, v) for k, v in node.value if not _is_merge_key(k)]
+        try:
+            self.constructor.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
+        except yaml.YAMLError as exc:
+            self.errors.append(SpecError(self.file, line, f"invalid YAML merge key: {exc}"))
+        explicit_ids = {id(k) for k, _ in explicit}
+        merged = [(k, v) for k, v in node.value if id(k) not in explicit_ids]
+        values: dict[str, YNode] = {}
+        keys: dict[str, YNode] = {}
+        for pairs, from_merge in ((explicit, False), (merged, True)):
+            for key_node, value_node in pairs:
+                key_line = key_node.start_mark.line + 1
+                if not isinstance(key_node, yaml.ScalarNode):
+                    if not from_merge:
+                        self.errors.append(SpecError(
+                            self.file, key_line, "a key must be a plain name, not a list or mapping"))
+                    continue
+                key = str(key_node.value)
+                if key in values:
+                    if not from_merge:
+                        self.errors.append(SpecError(
+                            self.file, key_line,
+                            f"duplicate key '{key}' (first at line {keys[key].line}); the first one is kept"))
+                    continue
+                keys[key] = YNode("scalar", key_line, key, key_line, raw=key, text=key)
+                values[key] = self.convert(value_node)
+        return YNode("map", line, values, _end_line(node, self.source), text=self.text_of(node), keys=keys)
+
+
+def _is_merge_key(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:merge"
+
+
+def _end_line(node: yaml.Node, source: str) -> int:
+    """Last line holding the node (a block node's end mark can sit on the next item's line)."""
+    body = source[node.start_mark.index : node.end_mark.index].rstrip(" \t\r\n-")
+    return node.start_mark.line + 1 + body.count("\n")
