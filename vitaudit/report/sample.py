@@ -85,9 +85,13 @@ def _heatmap(mask: np.ndarray, rng: np.random.Generator, focus: float, vit: bool
 
 
 def _stats(m: np.ndarray) -> dict[str, Any]:
+    """The keys ``vitaudit.metrics.map_stats`` produces (peak as an [x, y] list)."""
     finite = m[np.isfinite(m)]
+    row, col = np.unravel_index(int(np.nanargmax(m)), m.shape)
+    p = finite / finite.sum()
     return {"min": float(finite.min()), "max": float(finite.max()), "mean": float(finite.mean()),
-            "no_signal": False, "nan_fraction": float(1 - finite.size / m.size)}
+            "std": float(finite.std()), "entropy": float(-(p[p > 0] * np.log2(p[p > 0])).sum()),
+            "peak": [int(col), int(row)], "no_signal": False, "nan_fraction": float(1 - finite.size / m.size)}
 
 
 def _topk(labels: list[str], rng: np.random.Generator) -> list[Prediction]:
@@ -154,7 +158,7 @@ def sample_run(
 
 def _expectation(j, i, ph, file, maps, overlays, tops, rng, enc, card, original, outcome) -> ExpectationResult:
     """The j-th expectation of image i, cycling through the kinds an audit file has."""
-    line = 10 + 8 * (i // len(FILES)) + j
+    line = 10 + 12 * (i // len(FILES)) + j
     base = dict(nodeid=f"{file}::{ph.key}::{j}", file=file, line=line, image=ph.key, outcome=outcome,
                 duration=float(rng.uniform(0.02, 0.4)), image_uri=original)
     kind = ["prediction", "prediction", "localisation", "localisation", "localisation",
