@@ -18,9 +18,8 @@ SMALL_CNN = dict(spec="resnet18", num_classes=10,
 def _load(cfg: dict, **extra):
     from vitaudit import load_model
 
-    cfg = dict(cfg)
-    spec = cfg.pop("spec")
-    return load_model(spec, seed=0, device="cpu", **cfg, **extra)
+    cfg = {"seed": 0, "device": "cpu", **cfg, **extra}
+    return load_model(cfg.pop("spec"), **cfg)
 
 
 @pytest.fixture(scope="session")

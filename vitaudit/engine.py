@@ -87,34 +87,29 @@ def prefetch(
     loaded = [load_image(im) for im in images]
     prep = _preprocessing(model, crop)
     keys = [_cache_key(model, im, prep) for im in loaded]
+    found: dict[int, ImageEntry] = {}
     todo: list[int] = []
     for i, key in enumerate(keys):
         entry = cache.get(key)
-        if entry is None:
-            cache.misses += 1
-            todo.append(i)
-            continue
-        top1 = int(np.argmax(entry.probs))
-        if any(_map_key(r, top1) not in entry.maps for r in requests[i]):
-            cache.misses += 1
-            todo.append(i)
-        else:
-            cache.hits += 1
+        if entry is not None:
+            top1 = int(np.argmax(entry.probs))
+            if all(_map_key(r, top1) in entry.maps for r in requests[i]):
+                cache.hits += 1
+                found[i] = entry
+                continue
+        cache.misses += 1
+        todo.append(i)
     bs = batch_size or default_batch_size(model)
     for start in range(0, len(todo), bs):
         chunk = todo[start : start + bs]
-        _run_batch(model, [loaded[i] for i in chunk], [requests[i] for i in chunk], [keys[i] for i in chunk], prep, cache)
-    entries = []
-    for key in keys:
-        entry = cache.get(key)
-        if entry is None:  # evicted by a tiny cache while filling: recompute just this one
-            raise RuntimeError("explanation cache too small to hold one batch; raise max_bytes")
-        entries.append(entry)
-    return entries
+        built = _run_batch(model, [loaded[i] for i in chunk], [requests[i] for i in chunk],
+                           [keys[i] for i in chunk], prep, cache)
+        found.update(zip(chunk, built))
+    return [found[i] for i in range(len(loaded))]
 
 
 def _run_batch(model: AuditModel, images: list[LoadedImage], requests: list[Sequence[Request]],
-               keys: list[tuple], prep: Preprocessing, cache: ExplanationCache) -> None:
+               keys: list[tuple], prep: Preprocessing, cache: ExplanationCache) -> list[ImageEntry]:
     inputs, geometries = zip(*(prep(im) for im in images))
     x = torch.stack(inputs).to(model.device)
     needs = Needs(cls_rows=model.family == "vit")
@@ -170,6 +165,7 @@ def _run_batch(model: AuditModel, images: list[LoadedImage], requests: list[Sequ
             cache.touch(key, entry, before)
         else:
             cache.put(key, entry)
+    return entries
 
 
 def forward(model: AuditModel, x: torch.Tensor, needs: Needs) -> ForwardContext:

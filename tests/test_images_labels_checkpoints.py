@@ -1,0 +1,174 @@
+"""Reading images in every supported form, matching labels, and loading checkpoints safely."""
+from __future__ import annotations
+
+import collections
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vitaudit
+from vitaudit.checkpoints import CheckpointError, read_state_dict
+from vitaudit.images import ImageError, load_image, skimage_image
+from vitaudit.labels import LabelSet, imagenet_labels
+from vitaudit.registry import WeightsUnavailable, _hub_reachable, known_model
+
+RGB = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3) * 3
+
+
+def test_png_jpeg_webp_and_arrays(tmp_path):
+    Image.fromarray(RGB).save(tmp_path / "a.png")
+    Image.fromarray(RGB).save(tmp_path / "a.webp", lossless=True)
+    Image.fromarray(RGB).save(tmp_path / "a.jpg", quality=95)
+    for name in ("a.png", "a.webp"):
+        np.testing.assert_array_equal(load_image(tmp_path / name).to_uint8(), RGB)
+    assert np.abs(load_image(tmp_path / "a.jpg").to_uint8().astype(int) - RGB).max() < 40
+    np.testing.assert_array_equal(load_image(RGB).to_uint8(), RGB)
+    np.testing.assert_allclose(load_image(RGB.astype(np.float32) / 255).pixels, RGB / 255.0, atol=1e-6)
+    assert load_image(RGB).digest == load_image(tmp_path / "a.png").digest
+
+
+def test_gray_rgba_and_sixteen_bit(tmp_path):
+    gray = RGB[:, :, 0]
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    assert load_image(tmp_path / "g.png").pixels.shape == (4, 6, 3)
+    rgba = np.dstack([RGB, np.full((4, 6), 7, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "rgba.png").to_uint8(), RGB)
+    np.testing.assert_array_equal(load_image(rgba).to_uint8(), RGB)
+    sixteen = (np.arange(24, dtype=np.uint16).reshape(4, 6) * 2700)
+    Image.fromarray(sixteen).save(tmp_path / "s16.png")
+    px = load_image(tmp_path / "s16.png").pixels
+    np.testing.assert_allclose(px[:, :, 0], sixteen / 65535.0, atol=1e-6)
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    img = Image.fromarray(np.zeros((4, 6, 3), np.uint8))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    img.save(tmp_path / "rot.jpg", exif=exif)
+    assert load_image(tmp_path / "rot.jpg").size == (6, 4)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros((4, 6, 2)), "HxW, HxWx3 or HxWx4"),
+    (np.full((4, 6, 3), 2.0), r"\[0, 1\]"),
+    (np.zeros((4, 6, 3), np.int64), "dtype"),
+])
+def test_bad_arrays_are_one_line_errors(bad, match):
+    with pytest.raises(ImageError, match=match):
+        load_image(bad)
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(ImageError, match="not found"):
+        load_image(tmp_path / "nope.png")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ImageError, match="not an image file"):
+        load_image(tmp_path / "text.png")
+
+
+def test_skimage_photos():
+    assert skimage_image("chelsea").size == (300, 451)
+    assert skimage_image("motorcycle_left.png").size == (500, 741)
+    with pytest.raises(ImageError, match="did you mean chelsea"):
+        skimage_image("chelsee")
+
+
+def test_imagenet_labels_offline_and_synonyms():
+    names = imagenet_labels()
+    assert len(names) == 1000 and names[281] == "tabby, tabby cat"
+    ls = LabelSet(names)
+    assert ls.index("tabby") == 281 == ls.index("tabby cat") == ls.index("Tabby, tabby cat") == ls.index(281) == ls.index("281")
+    with pytest.raises(vitaudit.LabelError, match="close matches: 'tabby, tabby cat'"):
+        ls.index("tabbby")
+    with pytest.raises(vitaudit.LabelError, match="out of range"):
+        ls.index(1000)
+    with pytest.raises(vitaudit.LabelError, match="ambiguous"):
+        LabelSet(["a, crane", "b, crane"]).index("crane")
+
+
+def test_custom_labels_list_and_file(tmp_path, fresh):
+    (tmp_path / "labels.txt").write_text("\n".join(f"thing {i}" for i in range(10)) + "\n")
+    m = fresh("SMALL_CNN", labels=tmp_path / "labels.txt")
+    assert m.labels[3] == "thing 3" and m.label_index("thing 3") == 3
+    with pytest.raises(vitaudit.ModelError, match="3 labels given but resnet18 has 10 classes"):
+        fresh("SMALL_CNN", labels=["a", "b", "c"])
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.module.state_dict().items()}
+
+
+def test_checkpoints_safetensors_wrapped_and_prefixed(tmp_path, fresh):
+    from safetensors.torch import save_file
+
+    src = fresh("SMALL_CNN", seed=5)
+    state = _state(src)
+    save_file(state, str(tmp_path / "w.safetensors"))
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 3}, tmp_path / "w.pth")
+    for name in ("w.safetensors", "w.pth"):
+        m = fresh("SMALL_CNN", checkpoint=tmp_path / name)
+        loaded = m.module.state_dict()
+        assert all(torch.equal(loaded[k], state[k]) for k in state)
+        assert len(m.checkpoint_sha256) == 64 and m.weights.startswith("checkpoint")
+
+
+def test_checkpoint_mismatch_names_keys(tmp_path, fresh):
+    state = _state(fresh("SMALL_CNN"))
+    state.pop("fc.bias")
+    state["extra.weight"] = torch.zeros(1)
+    state["conv1.weight"] = torch.zeros(1, 2, 3, 3)
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError) as info:
+        fresh("SMALL_CNN", checkpoint=tmp_path / "bad.pt")
+    msg = str(info.value)
+    assert "1 missing (e.g. fc.bias)" in msg and "1 unexpected (e.g. extra.weight)" in msg
+    assert "conv1.weight (1, 2, 3, 3) vs (64, 3, 7, 7)" in msg and "\n" not in msg
+
+
+class Sneaky:
+    def __reduce__(self):
+        return (print, ("this would run on load",))
+
+
+def test_checkpoint_never_unpickles_arbitrary_objects(tmp_path):
+    torch.save({"state_dict": collections.OrderedDict(w=torch.zeros(1)), "obj": Sneaky()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refusing to unpickle"):
+        read_state_dict(tmp_path / "evil.pt")
+
+
+def test_unknown_models_get_close_matches():
+    assert known_model("vit_base_patch16_224") is None
+    assert known_model("torchvision:resnet50") is None
+    assert "did you mean 'vit_base_patch16_224'" in known_model("vit_bse_patch16_224")
+    assert "torchvision:resnet50" in known_model("torchvision:resnet5O")
+    with pytest.raises(vitaudit.ModelError, match="unknown model"):
+        vitaudit.load_model("resnet5O")
+
+
+@pytest.mark.skipif(_hub_reachable(), reason="the model hub is reachable here, so weights would download")
+def test_offline_pretrained_fails_fast_with_one_sentence():
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailable) as info:
+        vitaudit.load_model("resnet18.a3_in1k", pretrained=True)
+    assert time.perf_counter() - start < 20
+    msg = str(info.value)
+    assert "resnet18.a3_in1k" in msg and "checkpoint=" in msg and "\n" not in msg
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_efficientnet_lite0_offline_sees_the_cat():
+    """Done-when of the core: the offline ImageNet model predicts a cat on chelsea, Grad-CAM on the cat."""
+    from vitaudit.metrics import mass_in
+    from vitaudit.regions import Region, rasterize
+
+    model = vitaudit.load_model("efficientnet_lite0", pretrained=True, device="cpu")
+    e = vitaudit.explain(model, skimage_image("chelsea"), "gradcam")
+    cats = {"tabby, tabby cat", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat, Siamese"}
+    assert e.top1[0] in cats
+    # The cat's head and chest, drawn by hand on the 451 x 300 photo; the rest is the blurred room.
+    cat = rasterize(Region("cat", "polygon", ((0, 0), (330, 0), (400, 60), (400, 300), (0, 300))), (300, 451))
+    assert mass_in(e.heatmap, cat) > 0.9 > cat.mean()
