@@ -1,0 +1,167 @@
+"""The report in a real headless Chromium: pictures decode, grids open, filters work, no network."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vitaudit.report import write_report
+from vitaudit.report.context import PROBLEMS
+from vitaudit.report.sample import sample_run
+from vitaudit.results import Prediction, RunResults
+
+pytestmark = pytest.mark.browser
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+EVIL_FILE = "audits/<script>alert(1)</script>.yaml"
+
+
+def _chromium() -> str:
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    pytest.skip("no Chromium: neither /usr/bin/chromium nor `chromium` on PATH")
+
+
+def _playwright():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        pytest.skip(f"playwright is not importable: {e}")
+    return sync_playwright
+
+
+def _run() -> RunResults:
+    """The sample run, plus an audit file whose name is markup, a 1000-character text, unicode."""
+    run = sample_run(6, 10, layer_grids=2)
+    last_image = run.images[-1].image
+    for r in run.results:
+        if r.image == last_image:
+            r.file = EVIL_FILE
+    run.images[-1].file = EVIL_FILE
+    first = run.results[0]
+    first.text = ("the cat's face holds most of the attention, " * 30)[:1000]
+    first.topk = [Prediction("chat tigré — 猫 🐈", 281, 0.91)] + (first.topk or [])[1:]
+    run.results[1].message = '"><img src=x onerror=alert(1)> </script><script>alert(2)</script>'
+    return run
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> tuple[RunResults, Path]:
+    run = _run()
+    path = write_report(run, tmp_path_factory.mktemp("report") / "audit.html")
+    return run, path
+
+
+def _visible_ids(page) -> set[str]:
+    return set(page.eval_on_selector_all("article.card", "els => els.filter(e => e.offsetParent !== null).map(e => e.id)"))
+
+
+def test_report_in_headless_chromium(report, tmp_path):
+    chromium = _chromium()
+    sync_playwright = _playwright()
+    run, path = report
+    url = path.resolve().as_uri()
+    ids = {id(r): f"c{i}" for i, r in enumerate(run.results)}  # card id = index in run.results
+    requests, routed, console_errors, dialogs = [], [], [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+
+            def route(r):
+                if r.request.url == url:  # the report itself
+                    r.continue_()
+                else:  # anything else would be a load the report must not make
+                    routed.append(r.request.url)
+                    r.abort()
+
+            context.route("**/*", route)
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: console_errors.append(str(e)))
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(url, wait_until="load")
+
+            # every picture decoded (shared ones are put in place by the script)
+            page.wait_for_function("[...document.images].every(i => i.complete)")
+            n_img, bad = page.evaluate(
+                "[document.images.length, [...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.alt)]")
+            assert n_img > 100 and bad == []
+
+            # nothing overflows sideways at laptop width (long texts and names wrap)
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+            total = len(run.results)
+            count = page.locator("#f-count")
+            assert count.inner_text() == f"{total} of {total} expectations shown"
+            assert _visible_ids(page) == set(ids.values())
+
+            # the per-layer x per-head grid opens and is labelled
+            grid = page.locator("details.layer-grid").first
+            assert not grid.evaluate("d => d.open")
+            grid.locator("summary").click()
+            assert grid.evaluate("d => d.open")
+            img = grid.locator("img.lg-img")
+            assert img.is_visible() and img.bounding_box()["height"] > 150
+            assert grid.locator(".lg-rows span").all_inner_texts() == [f"L{i}" for i in range(1, 13)]
+            assert grid.locator(".lg-cols span").all_inner_texts() == [f"H{i}" for i in range(1, 13)]
+
+            # failures only: hides exactly the passed / skipped / xfailed cards
+            page.check("#f-problems")
+            problems = {ids[id(r)] for r in run.results if r.outcome in PROBLEMS}
+            assert problems and len(problems) < total
+            assert _visible_ids(page) == problems
+            assert count.inner_text() == f"{len(problems)} of {total} expectations shown"
+            page.uncheck("#f-problems")
+            assert _visible_ids(page) == set(ids.values())
+
+            # by model
+            page.select_option("#f-model", "resnet")
+            assert _visible_ids(page) == {ids[id(r)] for r in run.results if "resnet" in r.models}
+            assert page.locator('figure.view[data-model="vit"]').first.is_hidden()
+            page.select_option("#f-model", "")
+
+            # by audit file (a name full of markup works as a plain value)
+            page.select_option("#f-file", EVIL_FILE)
+            assert _visible_ids(page) == {ids[id(r)] for r in run.results if r.file == EVIL_FILE}
+            page.select_option("#f-file", "audits/kitchen.yaml")
+            assert _visible_ids(page) == {ids[id(r)] for r in run.results if r.file == "audits/kitchen.yaml"}
+            page.select_option("#f-file", "")
+
+            # search: messages, ids, texts; several words all have to match
+            page.fill("#f-search", "OUT OF MEMORY")
+            assert _visible_ids(page) == {ids[id(r)] for r in run.results if "out of memory" in r.message.lower()} != set()
+            page.fill("#f-search", run.results[7].nodeid)
+            assert _visible_ids(page) == {ids[id(run.results[7])]}
+            page.fill("#f-search", "baseline rollout")
+            expected = {ids[id(r)] for r in run.results
+                        if "baseline" in (r.text + r.kind + r.message).lower() and "rollout" in (r.text + " ".join(r.methods)).lower()}
+            assert expected and _visible_ids(page) == expected
+            page.fill("#f-search", "no such thing anywhere")
+            assert _visible_ids(page) == set() and page.locator("#f-none").is_visible()
+            page.fill("#f-search", "")
+            assert count.inner_text() == f"{total} of {total} expectations shown"
+
+            # screenshot: the top of the report (summary, first image, its cards)
+            page.evaluate("window.scrollTo(0, 0)")
+            page.set_viewport_size({"width": 1366, "height": 1600})
+            shot = tmp_path / "report.png"
+            page.screenshot(path=str(shot))
+            assert shot.stat().st_size > 10_000
+            if os.environ.get("VITAUDIT_SCREENSHOT"):
+                target = Path(os.environ["VITAUDIT_SCREENSHOT"])
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(shot, target)
+        finally:
+            browser.close()
+
+    assert dialogs == [], f"a script from the data ran: {dialogs}"
+    assert console_errors == []
+    assert routed == []
+    assert [u for u in requests if not u.startswith("data:")] == [url]
