@@ -81,8 +81,8 @@ def _read(ctx: Ctx, path: Path) -> str | None:
 
 def _expectation(ctx: Ctx, item: YNode, decls: Declarations, file_marks: tuple[Mark, ...]) -> list[Expectation]:
     """The expectations of one ``expect:`` item (several for ``"*"``); errors go to ``ctx``."""
-    text = item.text if item.line == item.end_line else _render(item)
-    image_key = "*"
+    image_key = _image_key_of(item)
+    text = _text_of(item, image_key)
     try:
         if not item.is_map:
             hint = "; add the image: - <image>: <sentence>" if item.is_scalar else ""
@@ -146,6 +146,26 @@ def _sentence_item(item: YNode, decls: Declarations) -> tuple[str, Draft, str]:
     return image, draft, text
 
 
+def _text_of(item: YNode, image_key: str | None) -> str:
+    """The item on one line: ``goat: <sentence>`` for the sentence form, else its source."""
+    if item.is_map and image_key is not None and "image" not in item.value and "metric" not in item.value:
+        node = item.value[image_key]
+        if node.is_scalar and isinstance(node.value, str):
+            return f"{image_key}: {' '.join(node.value.split())}"
+    return item.text if item.line == item.end_line else _render(item)
+
+
+def _image_key_of(item: YNode) -> str | None:
+    """The image an item is about, as far as can be told before parsing it (for error reports)."""
+    if not item.is_map:
+        return None
+    if "image" in item.value or "metric" in item.value:
+        node = item.value.get("image")
+        return node.raw if node is not None and node.is_scalar else None
+    keys = [k for k in item.value if k not in ITEM_OPTION_KEYS]
+    return keys[0] if keys else None
+
+
 def _user_id(item: YNode) -> str:
     if "id" not in item.value:
         return ""
@@ -158,7 +178,7 @@ def _user_id(item: YNode) -> str:
 def _render(node: YNode) -> str:
     """A multi-line structured expectation on one line, as a flow mapping."""
     if node.is_scalar:
-        return f'"{node.raw}"' if node.quoted else node.raw
+        return f'"{node.raw}"' if node.quoted or not node.raw else node.raw
     if node.is_seq:
         return "[" + ", ".join(_render(item) for item in node.value) + "]"
     return "{" + ", ".join(f"{k}: {_render(v)}" for k, v in node.value.items()) + "}"

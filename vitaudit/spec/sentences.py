@@ -49,6 +49,9 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     ("insertion auc", "insertion_auc"),
     ("sanity similarity", "sanity"),
 )
+_ACCEPTED = ("accepted forms: " + "; ".join(PREDICTION_FORMS)
+             + "; <model>.<method> [for <class>] <metric> (mass in <region> <op> <n>, pointing game hits <region>, ...)"
+             + "; " + COMPARISON_FORMS[0])
 _TARGET_RE = re.compile(
     r"^for\s+(?P<target>.+?)\s+(?=(energy pointing game|pointing game|mass in|iou\s*\(|rank accuracy"
     r"|baseline similarity|deletion auc|insertion auc|sanity similarity)\b)", re.IGNORECASE)
@@ -110,7 +113,7 @@ def _prediction(text: str, model: str, tail: str) -> Draft:
     if _starts_with_phrase(tail) or tail.split()[0].lower() in METHODS:
         raise SentenceError(f"cannot parse '{text}': an explanation map is written <model>.<method>, "
                             f"e.g. '{model}.gradcam {tail}'")
-    raise SentenceError(f"cannot parse '{text}'; prediction forms: " + "; ".join(PREDICTION_FORMS))
+    raise SentenceError(f"cannot parse '{text}'; {_ACCEPTED}")
 
 
 def _map_sentence(text: str, ref, tail: str) -> Draft:
@@ -248,5 +251,4 @@ def _phrase_hint(tail: str) -> str:
 
 
 def _unknown_form(text: str) -> str:
-    return (f"cannot parse '{text}'; an expectation starts with <model> (a prediction), "
-            "<model>.<method> (a map), 'agreement(' or '<class> in <model> top<k>'")
+    return f"cannot parse '{text}'; {_ACCEPTED}"

@@ -85,7 +85,12 @@ def load_yaml(source: str, file: str) -> tuple[YNode | None, list[SpecError]]:
         line = mark.line + 1 if mark is not None else 1
         line = max(1, min(line, source.count("\n") + (0 if source.endswith("\n") else 1)))
         problem = exc.problem or exc.context or "cannot be parsed"
-        context = f" ({exc.context})" if exc.context and exc.problem else ""
+        context = ""
+        if exc.context and exc.problem:
+            context = f" ({exc.context}"
+            if exc.context_mark is not None and exc.context_mark.line + 1 < line:
+                context += f" started at line {exc.context_mark.line + 1}"
+            context += ")"
         return None, [SpecError(file, line, f"invalid YAML: {problem}{context}")]
     except yaml.YAMLError as exc:  # pragma: no cover - every PyYAML error we know is marked
         return None, [SpecError(file, 1, f"invalid YAML: {exc}")]
