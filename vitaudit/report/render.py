@@ -46,7 +46,8 @@ def render_html(run: RunResults, nonce: str | None = None) -> str:
 
 def render_json(run: RunResults, pictures: bool = False) -> str:
     """``audit.json``'s text (see :mod:`vitaudit.report.jsondoc` for the layout)."""
-    return json.dumps(audit_document(run, pictures=pictures), ensure_ascii=False, allow_nan=False, indent=1) + "\n"
+    doc = audit_document(run, pictures=pictures)
+    return json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
 
 
 def write_report(
