@@ -84,15 +84,13 @@ class LabelSet:
 
     def _hint(self, key: str) -> str:
         candidates = list(self._synonym)
-        close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
+        close = difflib.get_close_matches(key, candidates, n=6, cutoff=0.6)
         if not close:
-            close = [c for c in candidates if key in c][:3]
-        if not close:
+            close = [c for c in candidates if key in c]
+        indices = list(dict.fromkeys(self._synonym[c][0] for c in close))[:3]
+        if not indices:
             return ""
-        shown = []
-        for c in close:
-            i = self._synonym[c][0]
-            shown.append(f"{self.names[i]!r} ({i})")
+        shown = [f"{self.names[i]!r} ({i})" for i in indices]
         return f"; close matches: {', '.join(shown)}"
 
 
