@@ -9,8 +9,8 @@ from vitaudit.regions import Region, RegionRef
 
 from .draft import Draft
 from .errors import SentenceError, did_you_mean, one_of
-from .model import (METHODS, METRIC_OPTIONS, METRICS, OPS, OPTION_CHOICES, POINTING_OPS, Expectation, Label,
-                    MapRef, ModelDecl, ImageDecl)
+from .model import (METHODS, METRIC_OPTIONS, METRICS, OPS, OPTION_CHOICES, POINTING_OPS, Expectation, ImageDecl,
+                    Label, ModelDecl)
 
 
 @dataclass

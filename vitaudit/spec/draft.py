@@ -56,6 +56,8 @@ def parse_label(text: str) -> Label:
         raise SentenceError("missing class name")
     if text.isdigit():
         return int(text)
+    if text.startswith("-") and text[1:].isdigit():
+        raise SentenceError(f"a class index cannot be negative, got {text}")
     if any(c in text for c in "[](){}\"'"):
         raise SentenceError(f"cannot read class name '{text}' (quote names with brackets or quotes)")
     return text

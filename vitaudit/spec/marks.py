@@ -40,21 +40,22 @@ def _skip_or_xfail(name: str, node: YNode) -> Mark | None:
         return Mark(name) if node.value else None
     if node.is_scalar and isinstance(node.value, str) and node.value.strip():
         return Mark(name, (), {"reason": node.value.strip()})
-    if name == "xfail" and node.is_map:
+    if node.is_map:
         kwargs: dict[str, object] = {}
+        allowed = XFAIL_KEYS if name == "xfail" else ("reason",)
         for key, value in node.value.items():
-            if key not in XFAIL_KEYS:
-                raise SentenceError(f"unknown key '{key}' in xfail{did_you_mean(key, XFAIL_KEYS)}; "
-                                    f"keys: {', '.join(XFAIL_KEYS)}", node.keys[key].line)
+            if key not in allowed:
+                raise SentenceError(f"unknown key '{key}' in {name}{did_you_mean(key, allowed)}; "
+                                    f"keys: {', '.join(allowed)}", node.keys[key].line)
             if key == "reason":
                 if not value.is_scalar or not isinstance(value.value, str):
-                    raise SentenceError(f"xfail reason must be a string, got {value.describe()}", value.line)
+                    raise SentenceError(f"{name} reason must be a string, got {value.describe()}", value.line)
                 kwargs[key] = value.value
             else:
                 kwargs[key] = scalar_bool(value, f"xfail '{key}'")
-        return Mark("xfail", (), kwargs)
+        return Mark(name, (), kwargs)
     shape = "a reason string, true/false, or {reason: ..., strict: true}" if name == "xfail" else \
-        "a reason string or true/false"
+        "a reason string, true/false, or {reason: ...}"
     raise SentenceError(f"'{name}' must be {shape}, got {node.describe()}", node.line)
 
 

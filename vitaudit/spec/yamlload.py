@@ -59,9 +59,9 @@ class YNode:
     def describe(self) -> str:
         """A short noun for messages: ``a mapping``, ``a list``, ``the string 'x'``, ..."""
         if self.kind == "map":
-            return "a mapping"
+            return "a mapping" if self.value else "an empty mapping"
         if self.kind == "seq":
-            return "a list"
+            return "a list" if self.value else "an empty list"
         v = self.value
         if v is None:
             return "nothing (null)"
