@@ -148,6 +148,14 @@ def test_report_in_headless_chromium(report, tmp_path):
             page.fill("#f-search", "")
             assert count.inner_text() == f"{total} of {total} expectations shown"
 
+            # a "needs attention" link to a card the filters hide clears the filters
+            passed = next(r for r in run.results if r.outcome == "passed" and len(r.models) == 1)
+            page.select_option("#f-model", "vit" if passed.models == ["resnet"] else "resnet")
+            assert ids[id(passed)] not in _visible_ids(page)
+            page.evaluate(f"location.hash = '#{ids[id(passed)]}'")
+            page.wait_for_function(f"document.getElementById('{ids[id(passed)]}').offsetParent !== null")
+            assert count.inner_text() == f"{total} of {total} expectations shown"
+
             # screenshot: the top of the report (summary, first image, its cards)
             page.evaluate("window.scrollTo(0, 0)")
             page.set_viewport_size({"width": 1366, "height": 1600})
