@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SentenceError, SpecError, did_you_mean
 from .yamlload import YNode
+
+
+_NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)$")
 
 
 @dataclass
@@ -63,7 +67,10 @@ def scalar_int(node: YNode, what: str, minimum: int | None = None) -> int:
 
 
 def scalar_number(node: YNode, what: str) -> float:
+    """A number; an unquoted ``1e-3`` (a string to YAML 1.1, a number to YAML 1.2) counts too."""
     value = node.value
+    if node.is_scalar and isinstance(value, str) and not node.quoted and _NUMBER_RE.match(value):
+        return float(value)
     if not node.is_scalar or isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SentenceError(f"{what} must be a number, got {node.describe()}", node.line)
     return float(value)
