@@ -179,7 +179,7 @@ def test_defaults_are_filled_in(tmp_path: Path) -> None:
     exp = by_sentence(tmp_path, "vit.gradcam sanity similarity < 0.5 after randomising all layers")
     assert exp.option("layers") == "all"
     exp = by_sentence(tmp_path, "vit.gradcam deletion auc < 0.3")
-    assert (exp.kind, exp.options) == ("faithfulness", (("baseline", "blur"), ("steps", 20)))
+    assert (exp.kind, exp.options) == ("faithfulness", (("baseline", "blur"), ("steps", 16)))
     exp = by_sentence(tmp_path, "vit.attention baseline similarity > 0.9")
     assert (exp.kind, exp.options) == ("baseline", (("by", "pearson"),))
 

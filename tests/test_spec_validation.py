@@ -26,7 +26,7 @@ EXPECTATION_ERRORS = [
     ("goat: vit.gradcam deletion auc < 0.3 baseline zeros", "'baseline' must be blur, zero or mean, got 'zeros' (did you mean 'zero'?)"),
     ("goat: vit.attention iou(top 120%, goat) > 0.3", "'top' must be a percentage in (0, 100], got 120.0"),
     ("goat: vit.attention iou(top 20, goat) > 0.3", "cannot parse 'vit.attention iou(top 20, goat) > 0.3': write iou(top <n>%, <region>) <op> <number>"),
-    ("goat: vit.gradcam deletion auc < 0.3 steps 1", "'steps' must be a whole number >= 2, got 1"),
+    ("goat: vit.gradcam deletion auc < 0.3 steps 0", "'steps' must be a whole number >= 1, got 0"),
     ("goat: vit.gradcam sanity similarity < 0.5 by kendall", "'by' must be pearson, spearman or ssim, got 'kendall'"),
     ("goat: vit.gradcam sanity similarity < 0.5 after randomizing 0 layers", "'layers' must be a whole number >= 1 or 'all', got 0"),
     ("goat: tabby in vit top0", "k must be a whole number >= 1, got 0"),

@@ -159,8 +159,8 @@ def _option_value(name: str, value: object, line: int | None) -> object:
             raise SentenceError(f"'top' must be a percentage in (0, 100], got {value!r}", line)
         return float(value)
     if name == "steps":
-        if not number or int(value) != value or value < 2:
-            raise SentenceError(f"'steps' must be a whole number >= 2, got {value!r}", line)
+        if not number or int(value) != value or value < 1:
+            raise SentenceError(f"'steps' must be a whole number >= 1, got {value!r}", line)
         return int(value)
     if name == "layers":
         if isinstance(value, str) and value.lower() == "all":
