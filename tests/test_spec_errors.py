@@ -9,7 +9,7 @@ import pytest
 from vitaudit.spec import parse_audit_file
 
 BAD = Path(__file__).parent / "data" / "audits_bad"
-MODEL_KEYS = "keys: name, pretrained, checkpoint, num_classes, labels, target_layer, crop, seed"
+MODEL_KEYS = "keys: name, pretrained, checkpoint, num_classes, labels, target_layer, crop, seed, model_kwargs"
 MAP_SHORT = ("mass in <region> <op> <n> | pointing game hits|misses <region> | energy pointing game in <region> "
              "<op> <n> | iou(top <n>%, <region>) <op> <n> | rank accuracy in <region> <op> <n> | baseline similarity "
              "<op> <n> | deletion auc <op> <n> | insertion auc <op> <n> | sanity similarity <op> <n>")

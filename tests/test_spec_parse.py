@@ -25,7 +25,7 @@ def test_models(spec) -> None:
     file = str(EXAMPLE)
     assert spec.models["vit"] == ModelDecl("vit", "vit_base_patch16_224", pretrained=True, file=file, line=4)
     assert spec.models["resnet"].target_layer == "layer4"
-    assert spec.models["fix"].name == "fixture:vit-scenes" and spec.models["fix"].pretrained is False
+    assert spec.models["fix"].name == "fixture:vit-scenes" and spec.models["fix"].pretrained is None
     mine = spec.models["mine"]
     assert mine.checkpoint == str(GOOD / "weights" / "mine.safetensors")
     assert (mine.num_classes, mine.labels, mine.crop, mine.labels_path) == (3, ("a", "b", "c"), "center", None)
@@ -33,6 +33,19 @@ def test_models(spec) -> None:
     assert (filed.labels, filed.labels_path, filed.seed) == (("a", "b", "c"), str(GOOD / "labels3.txt"), 7)
     assert spec.label_groups == {"cat": ("tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"),
                                  "goats": ("ram", "bighorn", "ibex", 348)}
+
+
+def test_model_kwargs(tmp_path: Path) -> None:
+    path = write(tmp_path, f"""\
+models:
+  tiny: {{name: resnet18, num_classes: 10, model_kwargs: {{layers: [1, 1, 1, 1], img_size: 64, flag: true}}}}
+images: {{goat: {{path: {IMG}}}}}
+expect:
+  - goat: tiny top1 is 3
+""")
+    spec = parse_audit_file(path)
+    assert spec.errors == ()
+    assert spec.models["tiny"].model_kwargs == (("flag", True), ("img_size", 64), ("layers", (1, 1, 1, 1)))
 
 
 def test_images_and_regions(spec) -> None:

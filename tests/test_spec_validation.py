@@ -81,6 +81,8 @@ DECLARATION_ERRORS = [
     ("models:\n  m:\n    name: r\n    labels: nolabels.txt\n", 4, "labels file not found: nolabels.txt (looked for {tmp}/nolabels.txt)"),
     ("models:\n  m:\n    name: r\n    labels: []\n", 4, "'labels' must be a list of class names or a path to a text file, got an empty list"),
     ("models:\n  m:\n    name: ''\n", 3, "model 'name' must be a string, got ''"),
+    ("models:\n  m:\n    name: r\n    model_kwargs: [1]\n", 4, "'model_kwargs' must be a mapping like {{img_size: 64}}, got a list"),
+    ("models:\n  m:\n    name: r\n    pretrained: true\n    checkpoint: {img}\n", 5, "model 'm' has both pretrained: true and a checkpoint; keep one"),
     ("models:\n  m.x: {{name: r}}\n", 2, "model key 'm.x' must be a name of letters, digits, '_' and '-' (no dots)"),
     ("models:\n  m: resnet50\n", 2, "model 'm' must be a mapping like {{name: resnet50, pretrained: true}}, got 'resnet50'"),
     ("models: [a]\n", 1, "'models' must be a mapping of model keys to {{name: ...}}, got a list"),

@@ -83,3 +83,12 @@ def label_of(node: YNode, what: str = "a class"):
     if isinstance(node.value, int) and not isinstance(node.value, bool) and not node.quoted:
         return node.value
     return node.raw.strip()
+
+
+def plain(node: YNode) -> object:
+    """The plain Python value of a node (scalars as YAML reads them, lists, dicts)."""
+    if node.is_scalar:
+        return node.value
+    if node.is_seq:
+        return [plain(item) for item in node.value]
+    return {k: plain(v) for k, v in node.value.items()}

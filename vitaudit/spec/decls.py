@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 
-from .context import Ctx, check_keys, label_of, scalar_bool, scalar_int, scalar_str
-from .draft import NAME_RE
+from .context import Ctx, check_keys, label_of, plain, scalar_bool, scalar_int, scalar_str
+from .draft import NAME_RE, option_value
 from .errors import SentenceError, did_you_mean, one_of
 from .model import CROPS, Label, ModelDecl
 from .yamlload import YNode
 
-MODEL_KEYS = ("name", "pretrained", "checkpoint", "num_classes", "labels", "target_layer", "crop", "seed")
+MODEL_KEYS = ("name", "pretrained", "checkpoint", "num_classes", "labels", "target_layer", "crop", "seed",
+              "model_kwargs")
 
 
 def parse_models(ctx: Ctx, node: YNode | None) -> tuple[dict[str, ModelDecl], dict[str, str]]:
@@ -57,6 +58,7 @@ def _model(ctx: Ctx, key: str, key_line: int, node: YNode) -> ModelDecl | None:
         "target_layer": lambda n: scalar_str(n, "'target_layer'"),
         "crop": lambda n: _crop(n),
         "seed": lambda n: scalar_int(n, "'seed'"),
+        "model_kwargs": _model_kwargs,
     }
     for name, read in readers.items():
         if name in node.value:
@@ -72,6 +74,8 @@ def _model(ctx: Ctx, key: str, key_line: int, node: YNode) -> ModelDecl | None:
             ctx.error(exc.line or node.value["labels"].line, exc.message)
     if "name" not in fields:
         return None
+    if fields.get("pretrained") is True and "checkpoint" in fields:
+        ctx.error(node.key_line("checkpoint"), f"model '{key}' has both pretrained: true and a checkpoint; keep one")
     n = fields.get("num_classes")
     if labels is not None and n is not None and len(labels) != n:
         ctx.error(node.value["labels"].line, f"model '{key}' has num_classes: {n} but {len(labels)} labels")
@@ -104,6 +108,19 @@ def _labels(ctx: Ctx, node: YNode) -> tuple[tuple[str, ...], str | None]:
         raise SentenceError(f"'labels' must be a list of class names or a path to a text file, "
                             f"got {node.describe()}", node.line)
     return tuple(scalar_str(item, "a label") for item in node.value), None
+
+
+def _model_kwargs(node: YNode) -> tuple[tuple[str, object], ...]:
+    if not node.is_map:
+        raise SentenceError(f"'model_kwargs' must be a mapping like {{img_size: 64}}, got {node.describe()}",
+                            node.line)
+    out = {}
+    for key, value in node.value.items():
+        try:
+            out[key] = option_value(plain(value))
+        except SentenceError as exc:
+            raise SentenceError(f"model_kwargs '{key}': {exc.message}", value.line) from None
+    return tuple(sorted(out.items()))
 
 
 def _crop(node: YNode) -> str:

@@ -84,14 +84,15 @@ class ModelDecl:
 
     key: str
     name: str
-    pretrained: bool = False
-    checkpoint: str | None = None  # absolute path, checked to exist
+    pretrained: bool | None = None  # None: not given (each source's default; fixtures are trained)
+    checkpoint: str | None = None  # absolute path, checked to exist; never together with pretrained: true
     num_classes: int | None = None
     labels: tuple[str, ...] | None = None  # the class names, index order
     labels_path: str | None = None  # absolute path when ``labels:`` named a text file
     target_layer: str | None = None  # module path, e.g. "layer4" or "blocks.11.norm1"
     crop: Literal["resize", "center"] = "resize"
     seed: int | None = None
+    model_kwargs: Options = ()  # constructor arguments, e.g. (("img_size", 64),); lists become tuples
     file: str = ""
     line: int = 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .context import label_of, scalar_int, scalar_number, scalar_str
+from .context import label_of, plain, scalar_int, scalar_number, scalar_str
 from .draft import Draft, option_value, parse_mapref
 from .errors import SentenceError, did_you_mean, one_of
 from .marks import MARK_KEYS
@@ -133,18 +133,10 @@ def _method_options(node: YNode | None) -> tuple[tuple[str, object], ...]:
     options = {}
     for key, value in node.value.items():
         try:
-            options[key] = option_value(_plain(value))
+            options[key] = option_value(plain(value))
         except SentenceError as exc:
             raise SentenceError(f"method option '{key}': {exc.message}", value.line) from None
     return tuple(sorted(options.items()))
-
-
-def _plain(node: YNode) -> object:
-    if node.is_scalar:
-        return node.value
-    if node.is_seq:
-        return [_plain(item) for item in node.value]
-    return {k: _plain(v) for k, v in node.value.items()}
 
 
 def _labels(node: YNode) -> tuple[tuple[Label, ...], bool]:
