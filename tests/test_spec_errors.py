@@ -104,6 +104,10 @@ CASES: dict[str, tuple[list[tuple[int, str]], list[str]]] = {
     "region_mask_missing.yaml": ([
         (7, NO_MASK),
         (9, f"region 'body' of image 'goat' is invalid (line 7: {NO_MASK})")], []),
+    "region_mask_size.yaml": ([
+        (7, "region 'body': mask is 100x80 px but the image is 320x240; a mask must have the image's size"),
+        (10, "region 'body' of image 'goat' is invalid (line 7: region 'body': mask is 100x80 px but the image is "
+             "320x240; a mask must have the image's size)")], ["vit.attention-mass_in[goat]"]),
     "region_outside_image.yaml": ([
         (7, "region 'goat': box point (400, 210) lies outside the 320x240 px image "
             "(use units: fraction for fractions)"),

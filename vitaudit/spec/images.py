@@ -184,7 +184,10 @@ def _region(name: str, key_line: int, node: YNode, size: tuple[int, int] | None,
                 raise SentenceError("'units' does not apply to a mask", node.value["units"].line)
         shape = node.value[kind]
         if kind == "mask":
-            mask_path, _ = _image_file(ctx, shape, "mask")
+            mask_path, mask_size = _image_file(ctx, shape, "mask")
+            if size is not None and mask_size is not None and mask_size != size:
+                raise SentenceError(f"mask is {mask_size[0]}x{mask_size[1]} px but the image is "
+                                    f"{size[0]}x{size[1]}; a mask must have the image's size", shape.line)
             return Region(name, "mask", (), "px", mask_path, ctx.file, key_line)
         points = _box(shape) if kind == "box" else _polygon(shape)
         _check_points(kind, points, units, size, shape)
