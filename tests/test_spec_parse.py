@@ -201,6 +201,13 @@ def test_spec_error_str_is_one_line(tmp_path: Path) -> None:
     assert "\n" not in str(err)
 
 
+def test_errors_stay_on_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, 'models:\n  vit: {name: v, "pre\\ntrained": true}\nimages: {}\nexpect: []\n')
+    err = parse_audit_file(path).errors[0]
+    assert err.line == 2 and err.message.startswith("unknown key 'pre\\ntrained' in model 'vit'")
+    assert "\n" not in str(err)
+
+
 def test_yaml_loader_records_lines() -> None:
     root, errors = load_yaml("a:\n  b: 1\n  c:\n    - x\n    - {d: 2}\nbase: &b {e: 3}\nm:\n  <<: *b\n  f: 4\n", "f")
     assert errors == []

@@ -21,6 +21,12 @@ class SpecError:
     image: str | None = None
     text: str | None = None
 
+    def __post_init__(self) -> None:  # keep every report on one line, whatever the user wrote
+        for name in ("message", "text"):
+            value = getattr(self, name)
+            if value is not None and ("\n" in value or "\r" in value):
+                object.__setattr__(self, name, value.replace("\r", "\\r").replace("\n", "\\n"))
+
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.message}"
 
