@@ -11,7 +11,7 @@ import re
 from .draft import (NAME, Draft, closing_paren, parse_label, parse_mapref, parse_mapref_head,
                     parse_number, split_top)
 from .errors import SentenceError
-from .model import METHODS
+from .model import METHODS, MapRef
 
 #: Every sentence shape, for error messages and the docs.
 PREDICTION_FORMS = (
@@ -96,9 +96,9 @@ def _prediction(text: str, model: str, tail: str) -> Draft:
     if m := re.match(rf"^{_TOP1}\s+is\s+(?P<label>.+)$", tail, re.IGNORECASE):
         return Draft("top1_is", model=model, labels=(parse_label(m["label"]),))
     if m := re.match(rf"^{_TOP1}\s+in\s+\[(?P<labels>.*)\]$", tail, re.IGNORECASE):
-        labels = tuple(parse_label(p) for p in split_top(m["labels"]))
-        if not labels or labels == ("",):
+        if not m["labels"].strip():
             raise SentenceError("top1 in [...] needs at least one class")
+        labels = tuple(parse_label(p) for p in split_top(m["labels"]))
         return Draft("top1_in", model=model, labels=labels)
     if m := re.match(rf"^{_TOP1}\s+in\s+(?P<group>.+)$", tail, re.IGNORECASE):
         return Draft("top1_in", model=model, labels=(parse_label(m["group"]),), group_only=True)
@@ -116,7 +116,7 @@ def _prediction(text: str, model: str, tail: str) -> Draft:
     raise SentenceError(f"cannot parse '{text}'; {_ACCEPTED}")
 
 
-def _map_sentence(text: str, ref, tail: str) -> Draft:
+def _map_sentence(text: str, ref: MapRef, tail: str) -> Draft:
     if not tail:
         raise SentenceError(f"'{text}' says nothing about {ref.label}; write one of: {_MAP_SHORT}")
     target = None
@@ -126,7 +126,7 @@ def _map_sentence(text: str, ref, tail: str) -> Draft:
     elif re.match(r"^for\s", tail, re.IGNORECASE):
         raise SentenceError(f"cannot parse '{text}': 'for <class>' must be followed by a metric: {_MAP_SHORT}")
     if target is not None:
-        ref = type(ref)(ref.model, ref.method, ref.options, target)
+        ref = MapRef(ref.model, ref.method, ref.options, target)
     low = tail.lower()
     for phrase, metric in _PHRASES:
         if low.startswith(phrase) and (phrase.endswith("(") or low == phrase or low[len(phrase)] == " "):
@@ -140,7 +140,6 @@ def _map_sentence(text: str, ref, tail: str) -> Draft:
 
 
 def _metric(metric: str, phrase: str, rest: str, text: str) -> Draft:
-    form = f"{phrase} ..."
     if metric == "iou_top":
         close = closing_paren("(" + rest, 0) - 1
         parts = split_top(rest[:close])
@@ -166,7 +165,7 @@ def _metric(metric: str, phrase: str, rest: str, text: str) -> Draft:
     else:
         op, value, rest = _threshold(rest, phrase)
         draft = Draft(metric, op=op, value=value)
-    draft.options.update(_clauses(rest, metric, form))
+    draft.options.update(_clauses(rest, metric))
     return draft
 
 
@@ -179,7 +178,7 @@ def _agreement(text: str) -> Draft:
     maps = tuple(parse_mapref(a) for a in args)
     op, value, rest = _threshold(text[close + 1 :].strip(), "agreement(...)")
     draft = Draft("agreement", maps=maps, op=op, value=value)
-    draft.options.update(_clauses(rest, "agreement", "agreement(...)"))
+    draft.options.update(_clauses(rest, "agreement"))
     return draft
 
 
@@ -200,7 +199,7 @@ def _region(text: str, after: str) -> tuple[tuple[str, bool], str]:
     return (m["name"], bool(m["neg"])), m["rest"]
 
 
-def _clauses(text: str, metric: str, form: str) -> dict[str, object]:
+def _clauses(text: str, metric: str) -> dict[str, object]:
     """Trailing options: ``within 15px``, ``by ssim``, ``after randomizing 2 layers``, ``steps 50``..."""
     options: dict[str, object] = {}
     rest = text.strip()
