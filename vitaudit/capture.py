@@ -4,7 +4,8 @@
   (hooked at ``attn.q_norm`` / ``attn.k_norm``, which every timm ``Attention`` calls), so it
   works with timm's fused attention on (``F.scaled_dot_product_attention`` never materialises
   the matrix) and never flips the global fused-attention switch. It keeps only what maps
-  need: the CLS row of every layer and head, and running attention-rollout products.
+  need: the CLS row of every layer and head, and the per-layer attention-rollout factors
+  (head-fused, B x N x N) until the maps are read.
 - :class:`LayerCapture` turns a layer's output into a leaf that requires grad, so a later
   ``torch.autograd.grad`` with respect to it alone stops there and computes no weight grads.
   The layers before it run without autograd bookkeeping.
@@ -63,7 +64,19 @@ class AttentionRecord:
     """What one forward left behind (per batch)."""
 
     cls_rows: list[torch.Tensor] = field(default_factory=list)  # per layer: (B, heads, N) float32
-    rollouts: dict[RolloutConfig, torch.Tensor] = field(default_factory=dict)  # (B, N, N) running products
+    steps: dict[RolloutConfig, list[torch.Tensor]] = field(default_factory=dict)  # per layer (B, N, N) factors
+
+    def rollout_row(self, config: RolloutConfig, token: int = 0) -> torch.Tensor:
+        """Row ``token`` of the rollout A_L ... A_1, as (B, N).
+
+        Computed from the last layer backwards as a row vector times each factor, which
+        costs N^2 per layer instead of the N^3 of multiplying the full matrices.
+        """
+        steps = self.steps[config]
+        row = steps[-1][:, token, :]
+        for step in reversed(steps[:-1]):
+            row = torch.bmm(row.unsqueeze(1), step).squeeze(1)
+        return row
 
 
 def attention_blocks(model: nn.Module) -> list[nn.Module]:
@@ -144,9 +157,7 @@ class AttentionCapture:
         attn = logits.softmax(dim=-1)  # (B, heads, N, N)
         self.record.cls_rows.append(attn[:, :, self.cls_token].clone())
         for cfg in self.rollout_configs:
-            step = rollout_step(fuse_heads(attn, cfg.head_fusion), cfg)
-            prev = self.record.rollouts.get(cfg)
-            self.record.rollouts[cfg] = step if prev is None else step @ prev
+            self.record.steps.setdefault(cfg, []).append(rollout_step(fuse_heads(attn, cfg.head_fusion), cfg))
 
     def _bias(self, i: int, n: int, like: torch.Tensor) -> torch.Tensor | None:
         mask, causal = self._mask.get(i, (None, False))

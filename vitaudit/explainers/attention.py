@@ -70,5 +70,5 @@ class RolloutExplainer(Explainer):
         return Needs(cls_rows=True, rollouts={RolloutConfig(options["head_fusion"], options["discard_ratio"])})
 
     def maps(self, ctx: ForwardContext, targets: torch.Tensor, options: dict[str, Any]) -> np.ndarray:
-        rollout = ctx.attention.rollouts[RolloutConfig(options["head_fusion"], options["discard_ratio"])]
-        return _patch_grid(ctx, rollout[:, 0, :])
+        cfg = RolloutConfig(options["head_fusion"], options["discard_ratio"])
+        return _patch_grid(ctx, ctx.attention.rollout_row(cfg))
