@@ -1,0 +1,156 @@
+"""Collection: an audit file becomes a pytest File, each image a Collector, each expectation an Item.
+
+Ids read ``audits/audit_pets.yaml::goat::vit.attention-mass_in[goat]``. A problem in the file
+never stops the others: each spec error becomes a failing item at its own file and line, and
+the file's valid expectations still run.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Iterator
+
+import pytest
+
+from .session import AuditFailure, AuditInputError, AuditSession, rootdir_relative
+
+if TYPE_CHECKING:
+    from vitaudit.spec import AuditSpec, Expectation, SpecError
+
+SESSION_KEY = pytest.StashKey[AuditSession]()
+
+
+def audit_session(config: pytest.Config) -> AuditSession:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        session = AuditSession(config)
+        config.stash[SESSION_KEY] = session
+    return session
+
+
+class AuditFile(pytest.File):
+    """One ``audit_*.yaml`` file."""
+
+    spec: "AuditSpec"
+
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        from vitaudit.spec import parse_audit_file
+
+        self.spec = parse_audit_file(self.path)
+        self.rel = rootdir_relative(self.config, str(self.path))
+        for err in self.spec.errors:
+            yield SpecErrorItem.from_parent(self, name=f"error@L{err.line}", error=err)
+        by_image: dict[str, list["Expectation"]] = {}
+        for exp in self.spec.expectations:
+            by_image.setdefault(exp.image, []).append(exp)
+        for image, exps in by_image.items():
+            yield ImageNode.from_parent(self, name=image, expectations=exps)
+
+    def evaluator(self):
+        ev = getattr(self, "_evaluator", None)
+        if ev is None:
+            from .evaluate import Evaluator
+
+            ev = self._evaluator = Evaluator(self.spec, audit_session(self.config))
+        return ev
+
+
+class ImageNode(pytest.Collector):
+    """The expectations of one image of an audit file."""
+
+    def __init__(self, *, expectations: list["Expectation"], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.expectations = expectations
+
+    def collect(self) -> Iterator[pytest.Item]:
+        for exp in self.expectations:
+            yield AuditItem.from_parent(self, name=exp.id, expectation=exp)
+
+
+class _Reported(pytest.Item):
+    """Items that hand an ExpectationResult to the report (see the makereport hook)."""
+
+    vitaudit_results: list[dict[str, Any]]
+    input_error: bool = False
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]
+        if isinstance(excinfo.value, (AuditFailure, AuditInputError)) and self.config.getoption("tbstyle", "auto") != "long":
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path, self.line - 1, self.describe()
+
+
+class AuditItem(_Reported):
+    """One expectation: measure it, compare it, and say what happened in one sentence."""
+
+    def __init__(self, *, expectation: "Expectation", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.expectation = expectation
+        self.line = expectation.line
+        self.vitaudit_results = []
+        for mark in expectation.marks:
+            self.add_marker(getattr(pytest.mark, mark.name)(*mark.args, **mark.kwargs))
+        kind = expectation.kind
+        self.add_marker(getattr(pytest.mark, f"audit_{kind}"))
+        self.user_properties.append(("audit", f"{self.parent.parent.rel}:{self.line}"))
+
+    def describe(self) -> str:
+        return self.expectation.text
+
+    def where(self) -> str:
+        return f"{self.parent.parent.rel}:{self.line}"
+
+    def runtest(self) -> None:
+        from . import report_data
+
+        exp = self.expectation
+        audit_file: AuditFile = self.parent.parent  # type: ignore[assignment]
+        ev = audit_file.evaluator()
+        start = time.perf_counter()
+        result = report_data.base_result(self, audit_file.spec)
+        self.vitaudit_results = [result]
+        try:
+            evaluation = ev.evaluate(exp)
+        except AuditInputError as exc:
+            self.input_error = True
+            raise AuditInputError(f"{self.where()}: {exp.text!r} on '{exp.image}': {exc}") from None
+        except AuditFailure as exc:
+            raise AuditFailure(f"{self.where()}: {exc}") from None
+        finally:
+            result["duration"] = time.perf_counter() - start
+        report_data.fill_result(result, self, audit_file, evaluation)
+        if not evaluation.passed:
+            raise AuditFailure(self.failure_sentence(evaluation))
+
+    def failure_sentence(self, evaluation) -> str:
+        exp = self.expectation
+        models = []
+        spec = self.parent.parent.spec
+        for key in dict.fromkeys([exp.model] + [m.model for m in exp.maps]):
+            if key is not None and key in spec.models:
+                models.append(f"{key} = {spec.models[key].name}")
+        context = f"image '{exp.image}'" + (f", model {'; '.join(models)}" if models else "")
+        note = f"; {evaluation.note}" if evaluation.note and not evaluation.note.startswith("curve") else ""
+        return f"{self.where()}: {exp.text!r} failed: {evaluation.summary} [{context}{note}]"
+
+
+class SpecErrorItem(_Reported):
+    """A problem in the audit file itself, shown as a failing item at its line."""
+
+    def __init__(self, *, error: "SpecError", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.error = error
+        self.line = error.line
+        self.input_error = True
+        self.vitaudit_results = []
+        self.add_marker(pytest.mark.audit_error)
+
+    def describe(self) -> str:
+        return self.error.text or self.error.message
+
+    def runtest(self) -> None:
+        from . import report_data
+
+        self.vitaudit_results = [report_data.error_result(self)]
+        raise AuditInputError(f"{self.parent.rel}:{self.error.line}: {self.error.message}")

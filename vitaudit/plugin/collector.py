@@ -1,0 +1,111 @@
+"""The controller's side: gather every item's results (also from xdist workers) and write the report.
+
+Results arrive attached to test reports (``report.vitaudit``), which pytest-xdist serialises
+from the workers through ``pytest_report_to_serializable``; in one process they are the same
+objects. The report is written at the end of the session whatever happened (failures,
+Ctrl-C, a crash in one item), atomically, and only when audits ran.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment(device: str) -> dict[str, str]:
+    env = {name: _version(dist) for name, dist in
+           (("vitaudit", "vitaudit"), ("torch", "torch"), ("timm", "timm"), ("grad-cam", "grad-cam"))}
+    env["python"] = platform.python_version()
+    env["platform"] = platform.platform(terse=True)
+    env["device"] = device
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            env["cuda"] = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    except Exception:  # pragma: no cover - torch always imports where audits ran
+        pass
+    return env
+
+
+@dataclass(eq=False)
+class Collector:
+    """Registered as a pytest plugin on the controller; its methods below are hooks."""
+
+    config: pytest.Config
+    started: float = field(default_factory=time.time)
+    results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # nodeid -> results
+    views: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # (file, image) -> ImageView dict
+    models: dict[tuple, dict[str, Any]] = field(default_factory=dict)
+    written: Path | None = None
+
+    def add(self, report: pytest.TestReport) -> None:
+        payload = getattr(report, "vitaudit", None)
+        if not payload:
+            return
+        for info in payload.get("models", []):
+            self.models.setdefault((info["key"], info["spec"], info.get("device")), info)
+        for v in payload.get("views", []):
+            iv = self.views.setdefault((v["file"], v["image"]), {"file": v["file"], "image": v["image"], "uri": v["uri"], "views": []})
+            if all((x["model"], x["method"]) != (v["view"]["model"], v["view"]["method"]) for x in iv["views"]):
+                iv["views"].append(v["view"])
+        if payload.get("results"):
+            self.results[report.nodeid] = payload["results"]
+
+    def run_results(self, exitstatus: int | pytest.ExitCode):
+        from vitaudit.results import ExpectationResult, ImageView, ModelInfo, RunResults
+
+        device = self.config.getoption("audit_device") or self.config.getini("audit_device") or "auto"
+        started = dt.datetime.fromtimestamp(self.started).astimezone().isoformat(timespec="seconds")
+        results = [ExpectationResult.from_dict(r) for rs in self.results.values() for r in rs]
+        order = {nodeid: i for i, nodeid in enumerate(self.results)}
+        results.sort(key=lambda r: (r.file, order.get(r.nodeid, 0)))
+        return RunResults(
+            started_at=started,
+            duration=time.time() - self.started,
+            command=" ".join(["pytest", *map(str, self.config.invocation_params.args)]),
+            environment=environment(device),
+            models=[ModelInfo(**m) for m in self.models.values()],
+            results=results,
+            images=[ImageView.from_dict(v) for v in self.views.values()],
+            interrupted=int(exitstatus) in (int(pytest.ExitCode.INTERRUPTED), int(pytest.ExitCode.INTERNAL_ERROR)),
+        )
+
+    def write(self, exitstatus: int | pytest.ExitCode) -> Path | None:
+        if self.config.getoption("audit_no_report") or not self.results:
+            return None
+        from vitaudit.report import write_report
+
+        html = Path(self.config.getoption("audit_report") or self.config.getini("audit_report"))
+        if not html.is_absolute():
+            html = Path(self.config.invocation_params.dir) / html
+        json_path = html.with_suffix(".json")
+        write_report(self.run_results(exitstatus), html, json_path)
+        self.written = html
+        return html
+
+    # ------------------------------------------------------------------ hooks
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.add(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.write(exitstatus)
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.written is not None:
+            terminalreporter.write_sep("-", "vitaudit")
+            terminalreporter.write_line(f"audit report: {self.written} (JSON: {self.written.with_suffix('.json')})")

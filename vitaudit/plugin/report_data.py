@@ -1,0 +1,77 @@
+"""Turning items and evaluations into the report's plain data (``vitaudit.results``)."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from vitaudit.results import ExpectationResult
+
+if TYPE_CHECKING:
+    from vitaudit.spec import AuditSpec
+
+    from .collect import AuditFile, AuditItem, SpecErrorItem
+    from .evaluate import Evaluation
+
+
+def base_result(item: "AuditItem", spec: "AuditSpec") -> dict[str, Any]:
+    """What is known before running: the expectation itself (also for skipped items)."""
+    exp = item.expectation
+    models = list(dict.fromkeys([m for m in [exp.model] + [r.model for r in exp.maps] if m]))
+    return ExpectationResult(
+        nodeid=item.nodeid,
+        file=item.parent.parent.rel,
+        line=exp.line,
+        text=exp.text,
+        kind=exp.kind,
+        outcome="passed",
+        image=exp.image,
+        models=models,
+        methods=[r.label for r in exp.maps],
+        metric=exp.metric,
+        region=exp.region.label if exp.region is not None else None,
+        op=exp.op,
+        threshold=exp.value,
+    ).to_dict()
+
+
+def error_result(item: "SpecErrorItem") -> dict[str, Any]:
+    err = item.error
+    return ExpectationResult(
+        nodeid=item.nodeid,
+        file=item.parent.rel,
+        line=err.line,
+        text=err.text or "(audit file)",
+        kind="error",
+        outcome="error",
+        message=f"{item.parent.rel}:{err.line}: {err.message}",
+        image=err.image if err.image not in (None, "*") else None,
+    ).to_dict()
+
+
+def fill_result(result: dict[str, Any], item: "AuditItem", audit_file: "AuditFile", ev: "Evaluation") -> None:
+    """Add the measurement and the pictures (encoded here, in the worker)."""
+    from vitaudit.metrics import map_stats
+
+    from . import cards
+
+    exp = item.expectation
+    session = audit_file.evaluator().session
+    rel = audit_file.rel
+    rgb = session.image(audit_file.spec.images[exp.image]).to_uint8()
+    result["value"] = ev.value
+    result["message"] = ev.summary + (f"; {ev.note}" if ev.note else "")
+    result["topk"] = [asdict(p) for p in cards.topk(ev.topk)] if ev.topk else None
+    result["image_uri"] = cards.image_uri(session, (rel, exp.image), rgb)
+    if ev.maps:
+        stats = map_stats(ev.maps[0][1].heatmap)
+        result["map_stats"] = stats
+        region_key = exp.region.label if exp.region is not None else None
+        result["panels"] = [asdict(p) for p in cards.panels(session, rel, exp.image, rgb, ev, region_key)]
+        refs = {r.label: r for r in exp.maps}
+        for title, e in ev.maps:
+            if title not in refs or (rel, exp.image, title) in session.outbox._sent_views:
+                continue  # e.g. the re-initialised model's map of a sanity check
+            view = cards.model_view(session, rel, exp.image, rgb, title, refs[title].model, e)
+            session.outbox.add_view((rel, exp.image, title), {
+                "file": rel, "image": exp.image, "uri": result["image_uri"], "view": asdict(view),
+            })

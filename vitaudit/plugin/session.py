@@ -1,0 +1,194 @@
+"""What one pytest process (or xdist worker) shares across audit items.
+
+Models load lazily, once per session (per worker under xdist), keyed by their declaration, so
+every audit file that declares the same model shares one load; a failed load is kept and
+reported by every item that uses the model, without retrying. Images, region masks and
+re-initialised model copies are kept too, and explanations go through the engine's cache.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vitaudit.images import LoadedImage
+    from vitaudit.models import AuditModel
+    from vitaudit.spec import ImageDecl, ModelDecl
+
+
+class AuditInputError(Exception):
+    """Bad input found while running an expectation: reported as an error with file:line."""
+
+
+class AuditFailure(AssertionError):
+    """An expectation that is not met; the message is a sentence."""
+
+
+@dataclass
+class Outbox:
+    """Things a worker must tell the report once: models it loaded, per-image model views."""
+
+    models: list[dict[str, Any]] = field(default_factory=list)
+    views: list[dict[str, Any]] = field(default_factory=list)
+    _sent_views: set[tuple] = field(default_factory=set)
+
+    def add_view(self, key: tuple, view: dict[str, Any]) -> None:
+        if key not in self._sent_views:
+            self._sent_views.add(key)
+            self.views.append(view)
+
+    def drain(self) -> dict[str, Any]:
+        out = {"models": self.models, "views": self.views}
+        self.models, self.views = [], []
+        return out
+
+
+def worker_device(config: pytest.Config) -> str:
+    """``--audit-device``; under xdist with several GPUs, worker i uses GPU i mod n."""
+    device = config.getoption("audit_device") or config.getini("audit_device") or "auto"
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if device == "auto" and worker:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.device_count() > 1:
+            index = int("".join(ch for ch in worker if ch.isdigit()) or 0)
+            return f"cuda:{index % torch.cuda.device_count()}"
+    return device
+
+
+class AuditSession:
+    """Per-process resources for audits; created at configure time, filled lazily."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.in_worker = hasattr(config, "workerinput")
+        self.device = worker_device(config)
+        self.batch_size = int(config.getoption("audit_batch_size") or config.getini("audit_batch_size") or 0) or None
+        self.update_baselines = bool(config.getoption("audit_update_baselines"))
+        self.outbox = Outbox()
+        self.lock = threading.RLock()
+        self._models: dict[tuple, Any] = {}
+        self._images: dict[tuple, Any] = {}
+        self._masks: dict[tuple, Any] = {}
+        self._randomized: dict[tuple, Any] = {}
+        self._encoded: dict[tuple, str] = {}
+        self.prefetched: set[tuple] = set()
+        self._cache = None
+
+    @property
+    def cache(self):
+        if self._cache is None:
+            from vitaudit.cache import ExplanationCache
+
+            self._cache = ExplanationCache()
+        return self._cache
+
+    # ------------------------------------------------------------------ models
+    def model(self, decl: "ModelDecl") -> "AuditModel":
+        """The loaded model of a declaration; skips (weights unavailable) or raises AuditInputError."""
+        key = (decl.name, decl.pretrained, decl.checkpoint, decl.num_classes, decl.labels, decl.labels_path,
+               decl.seed, decl.target_layer, decl.crop, decl.model_kwargs)
+        with self.lock:
+            if key not in self._models:
+                self._models[key] = self._load(decl)
+        loaded = self._models[key]
+        if isinstance(loaded, BaseException):
+            from vitaudit.registry import WeightsUnavailable
+
+            if isinstance(loaded, WeightsUnavailable):
+                pytest.skip(f"model '{decl.key}': {loaded}")
+            raise AuditInputError(f"model '{decl.key}' ({decl.name}, declared at {decl.file}:{decl.line}) failed to load: {loaded}")
+        return loaded
+
+    def _load(self, decl: "ModelDecl") -> Any:
+        from vitaudit.models import load_model
+        from vitaudit.registry import WeightsUnavailable
+
+        info = {"key": decl.key, "spec": decl.name, "family": "?", "checkpoint": decl.checkpoint,
+                "checkpoint_sha256": None, "device": self.device, "error": None}
+        try:
+            model = load_model(
+                decl.name,
+                pretrained=decl.pretrained,
+                checkpoint=decl.checkpoint,
+                num_classes=decl.num_classes,
+                labels=list(decl.labels) if decl.labels is not None else decl.labels_path,
+                seed=decl.seed or 0,
+                device=self.device,
+                target_layer=decl.target_layer,
+                crop=decl.crop,
+                model_kwargs=dict(decl.model_kwargs),
+            )
+        except WeightsUnavailable as exc:
+            info["error"] = f"skipped: {exc}"
+            self.outbox.models.append(info)
+            return exc
+        except Exception as exc:  # any load failure is reported by each item using the model
+            info["error"] = f"{type(exc).__name__}: {exc}"
+            self.outbox.models.append(info)
+            return exc
+        info.update(family=model.family, checkpoint_sha256=model.checkpoint_sha256, device=str(model.device),
+                    spec=f"{decl.name} [{model.weights}]")
+        self.outbox.models.append(info)
+        return model
+
+    # ------------------------------------------------------------------ images
+    def image(self, decl: "ImageDecl") -> "LoadedImage":
+        from vitaudit.images import ImageError, load_image, skimage_image
+
+        key = (decl.path, decl.skimage)
+        with self.lock:
+            if key not in self._images:
+                try:
+                    self._images[key] = skimage_image(decl.skimage) if decl.skimage else load_image(decl.path)
+                except ImageError as exc:
+                    self._images[key] = exc
+        loaded = self._images[key]
+        if isinstance(loaded, BaseException):
+            raise AuditInputError(f"{decl.file}:{decl.line}: image '{decl.key}': {loaded}")
+        return loaded
+
+    def mask(self, ref, size: tuple[int, int]) -> "np.ndarray":
+        from vitaudit.regions import RegionError, rasterize_ref
+
+        key = (ref, size)
+        with self.lock:
+            if key not in self._masks:
+                try:
+                    self._masks[key] = rasterize_ref(ref, size)
+                except RegionError as exc:
+                    self._masks[key] = exc
+        mask = self._masks[key]
+        if isinstance(mask, BaseException):
+            raise AuditInputError(str(mask))
+        return mask
+
+    def randomized(self, model: "AuditModel", layers: Any) -> tuple["AuditModel", list[str]]:
+        from vitaudit.sanity import randomize_top_layers
+
+        key = (model.key, layers)
+        with self.lock:
+            if key not in self._randomized:
+                self._randomized[key] = randomize_top_layers(model, layers)
+        return self._randomized[key]
+
+    def encoded(self, key: tuple, make) -> str:
+        """Encode a picture once per process (many cards share one overlay)."""
+        uri = self._encoded.get(key)
+        if uri is None:
+            uri = make()
+            self._encoded[key] = uri
+        return uri
+
+
+def rootdir_relative(config: pytest.Config, path: str) -> str:
+    try:
+        return os.path.relpath(path, str(config.rootpath))
+    except ValueError:
+        return path
