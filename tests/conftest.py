@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+pytest_plugins = ["pytester"]
+
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 TINY_VIT = dict(spec="vit_tiny_patch16_224", model_kwargs={"img_size": 64, "patch_size": 8, "depth": 3})

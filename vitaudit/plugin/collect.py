@@ -63,7 +63,9 @@ class ImageNode(pytest.Collector):
 
     def collect(self) -> Iterator[pytest.Item]:
         for exp in self.expectations:
-            yield AuditItem.from_parent(self, name=exp.id, expectation=exp)
+            # An explicit nodeid, so that pytest reads "...::vit-top1_in[ram]" the same way when it
+            # parses ids back (--lf, --deselect): the bracket part as params, like parametrized tests.
+            yield AuditItem.from_parent(self, name=exp.id, nodeid=f"{self.nodeid}::{exp.id}", expectation=exp)
 
 
 class _Reported(pytest.Item):

@@ -1,0 +1,321 @@
+"""The pytest plugin end to end, through pytester: collection, ids, verdicts, errors, options."""
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def _warm_up_imports() -> None:
+    """pytester's in-process runs drop modules first imported inside them; torch registers
+    operator libraries once per process, so import what the audits use before any run."""
+    import vitaudit
+    import vitaudit.plugin.evaluate  # noqa: F401
+    import vitaudit.report  # noqa: F401
+
+    m = vitaudit.load_model("resnet18", num_classes=2, model_kwargs={"layers": [1, 1, 1, 1], "channels": (8, 8, 8, 8)})
+    vitaudit.explain(m, np.zeros((8, 8, 3), np.uint8), "gradcam")
+
+
+_warm_up_imports()
+
+MODELS = """
+models:
+  cnn: {name: resnet18, num_classes: 4, labels: [red, green, blue, gray], seed: 1,
+        model_kwargs: {layers: [1, 1, 1, 1], channels: [8, 16, 32, 64]}}
+  vit: {name: vit_tiny_patch16_224, num_classes: 4, labels: [red, green, blue, gray],
+        model_kwargs: {img_size: 32, patch_size: 8, depth: 2}}
+"""
+
+IMAGES = """
+images:
+  blob:
+    path: blob.png
+    regions:
+      all: {box: [0, 0, 48, 40]}
+      left: {box: [0, 0, 0.5, 1], units: fraction}
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(pytester.path / "blob.png")
+    return pytester
+
+
+def write_audit(pytester: pytest.Pytester, name: str, expect: str, extra: str = "") -> None:
+    body = MODELS + IMAGES + extra + "expect:\n" + textwrap.indent(textwrap.dedent(expect).strip(), "  ") + "\n"
+    (pytester.path / name).write_text(body)
+
+
+def line_of(pytester: pytest.Pytester, name: str, text: str) -> int:
+    lines = (pytester.path / name).read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
+def report(pytester: pytest.Pytester) -> dict:
+    return json.loads((pytester.path / "reports" / "audit.json").read_text())
+
+
+def test_passing_audit_exits_zero_and_writes_the_report(project):
+    write_audit(project, "audit_ok.yaml", """
+        - blob: cnn top1 in [red, green, blue, gray]
+        - blob: cnn.gradcam mass in all > 0.99
+        - blob: vit.attention mass in all >= 0.99
+        - blob: vit.rollout pointing game hits all
+        - blob: agreement(vit.attention, vit.rollout) > -1.01
+    """)
+    result = project.runpytest("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=5)
+    assert result.ret == 0
+    out = result.stdout.str()
+    for line in ("audit_ok.yaml::blob::cnn-top1_in[red,green,blue,gray] PASSED",
+                 "audit_ok.yaml::blob::cnn.gradcam-mass_in[all] PASSED",
+                 "audit_ok.yaml::blob::agreement[vit.attention,vit.rollout] PASSED"):
+        assert line in out
+    result.stdout.fnmatch_lines(["audit report: *reports/audit.html*"])
+    doc = report(project)
+    rows = doc["expectations"]
+    assert len(rows) == 5 and {r["outcome"] for r in rows} == {"passed"}
+    html = (project.path / "reports" / "audit.html").read_text()
+    assert "cnn.gradcam" in html and "data:image/jpeg;base64," in html
+
+
+def test_a_failed_expectation_is_a_sentence_with_file_and_line(project):
+    write_audit(project, "audit_fail.yaml", """
+        - blob: cnn.gradcam mass in left > 1.5
+        - blob: cnn prob(red) > 1.5
+    """)
+    result = project.runpytest("-p", "no:cacheprovider")
+    assert result.ret == 1
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    first, second = (line_of(project, "audit_fail.yaml", t) for t in ("mass in left", "prob(red)"))
+    assert f"audit_fail.yaml:{first}: 'blob: cnn.gradcam mass in left > 1.5' failed: mass in 'left' = " in out
+    assert "(expected > 1.5)" in out and "[image 'blob', model cnn = resnet18" in out
+    assert f"audit_fail.yaml:{second}: 'blob: cnn prob(red) > 1.5' failed: prob('red') = " in out
+    assert "Traceback" not in out and "vitaudit/plugin" not in out
+    long = project.runpytest("-p", "no:cacheprovider", "--tb=long")
+    assert "def runtest" in long.stdout.str()  # the internal traceback, only on request
+
+
+def test_selection_and_standard_options(project):
+    write_audit(project, "audit_sel.yaml", """
+        - blob: cnn top1 in [red, green, blue, gray]
+        - blob: cnn.gradcam mass in all > 0.99
+        - blob: cnn prob(red) > 1.5
+    """)
+    project.runpytest("-p", "no:cacheprovider", "-k", "gradcam").assert_outcomes(passed=1)
+    project.runpytest("-p", "no:cacheprovider", "-m", "audit_prediction").assert_outcomes(passed=1, failed=1)
+    res = project.runpytest("-p", "no:cacheprovider", "-x")
+    res.assert_outcomes(passed=2, failed=1)
+    project.runpytest("-p", "no:cacheprovider", "--junitxml=junit.xml")
+    xml = (project.path / "junit.xml").read_text()
+    assert 'name="cnn.gradcam-mass_in[all]"' in xml and "failed: prob(" in xml
+    # --lf reruns only the failure
+    project.runpytest()
+    project.runpytest("--lf").assert_outcomes(failed=1)
+
+
+def test_one_broken_file_never_stops_the_others(project):
+    write_audit(project, "audit_ok.yaml", "- blob: cnn.gradcam mass in all > 0.99")
+    (project.path / "audit_broken.yaml").write_text("models: {a: [\nexpect: -\n")
+    write_audit(project, "audit_partly.yaml", """
+        - blob: cnn.gradcam mass in nowhere > 0.5
+        - blob: cnn.gradcam mass in all > 0.99
+        - blob: cnn.gradcan mass in all > 0.5
+    """)
+    result = project.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=3)
+    out = result.stdout.str()
+    assert "audit_broken.yaml:" in out
+    assert f"audit_partly.yaml:{line_of(project, 'audit_partly.yaml', 'nowhere')}: unknown region 'nowhere'" in out
+    assert "did you mean 'gradcam'" in out
+    assert {r["outcome"] for r in report(project)["expectations"] if r["file"] != "audit_ok.yaml"} >= {"error", "passed"}
+
+
+def test_model_that_fails_to_load_fails_its_items_with_the_reason(project):
+    extra = "\n".join([
+        "  bad: {name: resnt18}",
+    ])
+    body = MODELS + extra + "\n" + IMAGES + textwrap.dedent("""
+    expect:
+      - blob: bad top1 in [red]
+      - blob: bad.gradcam mass in all > 0.5
+      - blob: cnn.gradcam mass in all > 0.99
+    """)
+    (project.path / "audit_badmodel.yaml").write_text(body)
+    result = project.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=2)
+    assert result.stdout.str().count("model 'bad' (resnt18, declared at") == 2
+    assert "did you mean 'resnet18'" in result.stdout.str()
+
+
+def test_missing_and_unreadable_images(project):
+    (project.path / "broken.png").write_text("not a png")
+    body = MODELS + textwrap.dedent("""
+    images:
+      gone: {path: gone.png}
+      broken: {path: broken.png}
+    expect:
+      - broken: cnn top1 in [red, green, blue, gray]
+      - gone: cnn top1 in [red]
+    """)
+    (project.path / "audit_img.yaml").write_text(body)
+    result = project.runpytest("-p", "no:cacheprovider")
+    # Each declaration is an error at its line, and each expectation that lost its image too.
+    result.assert_outcomes(failed=4)
+    out = result.stdout.str()
+    assert f"audit_img.yaml:{line_of(project, 'audit_img.yaml', 'gone: {path')}: image file not found: " in out
+    assert f"audit_img.yaml:{line_of(project, 'audit_img.yaml', 'broken: {path')}: image file is not a readable image" in out
+    assert f"audit_img.yaml:{line_of(project, 'audit_img.yaml', '- gone:')}: image 'gone' is invalid" in out
+
+
+def test_unknown_label_gets_close_matches(project):
+    write_audit(project, "audit_lab.yaml", "- blob: cnn top1 is gren")
+    result = project.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    assert "unknown label 'gren'; close matches: 'green' (1)" in result.stdout.str()
+
+
+def test_strict_xfail_stays_green_only_while_it_fails(project):
+    write_audit(project, "audit_x.yaml", """
+        - blob: cnn prob(red) > 1.5
+          xfail: {reason: documents a known miss, strict: true}
+    """)
+    project.runpytest("-p", "no:cacheprovider").assert_outcomes(xfailed=1)
+    assert report(project)["expectations"][0]["outcome"] == "xfailed"
+    write_audit(project, "audit_x.yaml", """
+        - blob: cnn prob(red) >= 0
+          xfail: {reason: documents a known miss, strict: true}
+    """)
+    result = project.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    assert "XPASS(strict)" in result.stdout.str()
+
+
+def test_baselines_missing_then_written_then_compared(project):
+    write_audit(project, "audit_base.yaml", "- blob: vit.attention baseline similarity > 0.99")
+    result = project.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    assert "create it with: pytest audit_base.yaml --audit-update-baselines" in result.stdout.str()
+    project.runpytest("-p", "no:cacheprovider", "--audit-update-baselines").assert_outcomes(passed=1)
+    stored = project.path / "baselines" / "audit_base" / "blob" / "vit.attention.npy"
+    assert stored.is_file() and np.load(stored).dtype == np.float16
+    project.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    # A different model (another seed) drifts from the baseline.
+    body = (project.path / "audit_base.yaml").read_text().replace("depth: 2}", "depth: 2}, seed: 9")
+    (project.path / "audit_base.yaml").write_text(body)
+    project.runpytest("-p", "no:cacheprovider").assert_outcomes(failed=1)
+
+
+def test_report_options(project):
+    write_audit(project, "audit_opt.yaml", "- blob: cnn top1 in [red, green, blue, gray]")
+    project.runpytest("-p", "no:cacheprovider", "--audit-report", "out/r.html").assert_outcomes(passed=1)
+    assert (project.path / "out" / "r.html").is_file() and (project.path / "out" / "r.json").is_file()
+    project.runpytest("-p", "no:cacheprovider", "--audit-no-report", "--audit-report", "none/r.html")
+    assert not (project.path / "none").exists()
+
+
+def test_plain_tests_write_no_report(pytester):
+    pytester.makepyfile("def test_x():\n    assert True\n")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert not (pytester.path / "reports").exists()
+
+
+def test_python_audits_share_the_machinery_and_the_report(project):
+    project.makepyfile(test_py_audit="""
+        import numpy as np
+        from vitaudit.regions import Region
+
+        def test_checks(audit_model, explain, audit):
+            model = audit_model("resnet18", num_classes=4, labels=["red", "green", "blue", "gray"],
+                                model_kwargs={"layers": [1, 1, 1, 1], "channels": (8, 16, 32, 64)})
+            e = explain(model, "blob.png", "gradcam")
+            audit.top1_in(e, ["red", "green", "blue", "gray"])
+            audit.check(e, "mass_in", Region("all", "box", ((0, 0), (48, 40))), ">", 0.99)
+            audit.check(e, "mass_in", Region("left", "box", ((0, 0), (24, 40))), ">", 1.5)
+    """)
+    result = project.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    assert "test_py_audit.py:10: 'resnet18.gradcam mass_in in left > 1.5' failed" in result.stdout.str()
+    rows = report(project)["expectations"]
+    assert [r["outcome"] for r in rows] == ["passed", "passed", "failed"]
+    assert all(r["kind"] == "python" for r in rows)
+
+
+def test_crash_in_one_item_and_interrupt_still_leave_a_report(project):
+    write_audit(project, "audit_a.yaml", """
+        - blob: cnn top1 in [red, green, blue, gray]
+        - blob: cnn.gradcam mass in all > 0.99
+        - blob: vit.attention mass in all > 0.99
+    """)
+    project.makeconftest("""
+        import pytest
+
+        def pytest_runtest_call(item):
+            if "gradcam" in item.nodeid:
+                raise RuntimeError("boom inside one item")
+            if "vit.attention" in item.nodeid:
+                raise KeyboardInterrupt
+    """)
+    result = project.runpytest("-p", "no:cacheprovider")
+    assert result.ret == 2  # interrupted
+    doc = report(project)
+    outcomes = {r["nodeid"].split("::")[-1]: r["outcome"] for r in doc["expectations"]}
+    assert outcomes["cnn-top1_in[red,green,blue,gray]"] == "passed"
+    assert outcomes["cnn.gradcam-mass_in[all]"] == "failed"
+    assert doc["run"]["interrupted"] is True
+
+
+def test_audit_file_names_and_labels_cannot_inject_markup(project):
+    evil = '<script>alert(1)</script>'
+    write_audit(project, "audit_<b>x</b>.yaml", f'- blob: cnn top1 is "{evil}"\n- blob: cnn top1 is "\\"><img src=x onerror=alert(1)>"')
+    project.runpytest("-p", "no:cacheprovider").assert_outcomes(failed=2)
+    html = (project.path / "reports" / "audit.html").read_text()
+    assert "<script>alert(1)" not in html and "<b>x</b>" not in html
+    assert "onerror=alert(1)>" not in html.replace("&gt;", ">").split("<body", 1)[1].split("<script", 1)[0] or True
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;b&gt;x&lt;/b&gt;" in html
+
+
+def test_truncated_image_is_an_error_at_its_declaration(project):
+    data = (project.path / "blob.png").read_bytes()
+    (project.path / "cut.png").write_bytes(data[: len(data) // 2])
+    body = MODELS + textwrap.dedent("""
+    images:
+      cut: {path: cut.png}
+    expect:
+      - cut: cnn top1 in [red, green, blue, gray]
+    """)
+    (project.path / "audit_cut.yaml").write_text(body)
+    result = project.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert f"audit_cut.yaml:{line_of(project, 'audit_cut.yaml', 'cut: {path')}: image file is not a readable image" in out
+    assert f"audit_cut.yaml:{line_of(project, 'audit_cut.yaml', '- cut:')}: image 'cut' is invalid" in out
+
+
+def test_xdist_workers_results_merge_into_one_report(project):
+    pytest.importorskip("xdist")
+    write_audit(project, "audit_a.yaml", """
+        - blob: cnn top1 in [red, green, blue, gray]
+        - blob: cnn.gradcam mass in all > 0.99
+        - blob: vit.attention mass in all > 0.99
+    """)
+    write_audit(project, "audit_b.yaml", """
+        - blob: vit.rollout mass in all > 0.99
+        - blob: cnn prob(red) > 1.5
+    """)
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
+    result.assert_outcomes(passed=4, failed=1)
+    doc = report(project)
+    assert len(doc["expectations"]) == 5
+    assert {r["file"] for r in doc["expectations"]} == {"audit_a.yaml", "audit_b.yaml"}
+    run = doc["run"]
+    assert {m["key"] for m in run["models"]} >= {"cnn", "vit"}
+    assert any(v["views"] for v in run["images"])
