@@ -42,7 +42,10 @@ def fuse_heads(attn: torch.Tensor, how: str) -> torch.Tensor:
 
 
 def rollout_step(fused: torch.Tensor, config: RolloutConfig) -> torch.Tensor:
-    """One layer's rollout factor: (fused attention [with discards] + identity), rows renormalised."""
+    """One layer's rollout factor: (fused attention [with discards] + identity), rows renormalised.
+
+    Works in place on ``fused`` (a fresh tensor from :func:`fuse_heads`).
+    """
     if config.discard_ratio > 0:
         B, N, _ = fused.shape
         flat = fused.reshape(B, N * N).clone()
@@ -54,9 +57,9 @@ def rollout_step(fused: torch.Tensor, config: RolloutConfig) -> torch.Tensor:
             vals = torch.gather(flat, 1, idx)
             flat.scatter_(1, idx, torch.where(keep, vals, torch.zeros_like(vals)))
         fused = flat.reshape(B, N, N)
-    eye = torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
-    a = fused + eye
-    return a / a.sum(dim=-1, keepdim=True)
+    a = fused
+    a.diagonal(dim1=-2, dim2=-1).add_(1.0)  # + identity, for the residual connection
+    return a.div_(a.sum(dim=-1, keepdim=True))
 
 
 @dataclass
@@ -151,7 +154,7 @@ class AttentionCapture:
                 logits = logits + bias[..., self.cls_token : self.cls_token + 1, :]
             self.record.cls_rows.append(logits.softmax(dim=-1)[:, :, 0])
             return
-        logits = (q * scale) @ k.transpose(-2, -1)
+        logits = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
         if bias is not None:
             logits = logits + bias
         attn = logits.softmax(dim=-1)  # (B, heads, N, N)

@@ -47,6 +47,13 @@ class Explanation:
         """float32 (H, W) of the original image, values in [0, 1], NaN only where unseen."""
         return np.clip(upsample_map(self.grid, self.geometry), 0.0, 1.0)
 
+    @cached_property
+    def stats(self) -> dict:
+        """Summary statistics of ``heatmap`` (min, max, mean, entropy, peak, ...), JSON-friendly."""
+        from .metrics import map_stats
+
+        return map_stats(self.heatmap)
+
     def topk(self, k: int = 5) -> list[tuple[str, int, float]]:
         """The k most probable classes as (label, index, probability)."""
         order = np.argsort(-self.probs, kind="stable")[:k]

@@ -133,8 +133,8 @@ def _axis_weights(n_out: int, lo: float, hi: float, n_grid: int) -> tuple[np.nda
     frac = pos - left
     weights = np.zeros((n_out, n_grid), dtype=np.float64)
     rows = np.arange(n_out)
-    np.add.at(weights, (rows, left), 1.0 - frac)
-    np.add.at(weights, (rows, right), frac)
+    weights[rows, left] = 1.0 - frac
+    weights[rows, right] += frac  # at the clamped last cell left == right and the weights add to 1
     return weights, inside
 
 
@@ -144,7 +144,7 @@ def upsample_map(grid: np.ndarray, geometry: Geometry) -> np.ndarray:
     gh, gw = grid.shape
     wy, in_y = _axis_weights(H, geometry.y0, geometry.y1, gh)
     wx, in_x = _axis_weights(W, geometry.x0, geometry.x1, gw)
-    out = (wy @ grid.astype(np.float64) @ wx.T).astype(np.float32)
+    out = (wy @ grid.astype(np.float64)).astype(np.float32) @ wx.T.astype(np.float32)
     if not (in_y.all() and in_x.all()):
         out[~in_y, :] = np.nan
         out[:, ~in_x] = np.nan

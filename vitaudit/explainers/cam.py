@@ -4,6 +4,7 @@ Each method's maths is pytorch-grad-cam's own (``get_cam_weights`` / ``get_cam_i
 classes); what changes is where activations and gradients come from: the engine's single
 forward, with a backward that stops at the target layer. ViT tokens are reshaped to patch
 maps first (pytorch-grad-cam's ``reshape_transform`` idea), so the family works on ViTs too.
+The package is imported on first use (it pulls in scikit-learn and matplotlib: about a second).
 """
 from __future__ import annotations
 
@@ -13,9 +14,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM
-from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from ..layers import get_module, target_layer
 from ..models import AuditModel
@@ -27,8 +25,11 @@ class _Released:
         pass
 
 
-def _bare(cls: type[BaseCAM], model: AuditModel, batch_size: int) -> BaseCAM:
+def _bare(name: str, model: AuditModel, batch_size: int):
     """An instance of a pytorch-grad-cam class without its hooks: only its maths is used."""
+    import pytorch_grad_cam
+
+    cls = getattr(pytorch_grad_cam, name)
     cam = cls.__new__(cls)
     cam.model = model.module
     cam.device = model.device
@@ -42,7 +43,7 @@ def _bare(cls: type[BaseCAM], model: AuditModel, batch_size: int) -> BaseCAM:
 class CamExplainer(Explainer):
     """Base of the CAM methods; subclasses name the pytorch-grad-cam class they use."""
 
-    cam_class: ClassVar[type[BaseCAM]]
+    cam_class: ClassVar[str]  # the pytorch-grad-cam class, by name
     uses_gradients: ClassVar[bool] = True
     defaults = {"layer": None}
 
@@ -66,6 +67,8 @@ class CamExplainer(Explainer):
         cam = _bare(self.cam_class, ctx.model, batch_size=max(16, ctx.x.shape[0]))
         acts_np = acts.float().cpu().numpy()
         grads_np = grads.float().cpu().numpy() if grads is not None else None
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
         cam_targets = [ClassifierOutputTarget(int(t)) for t in targets]
         layer = get_module(ctx.model.module, path)
         return cam.get_cam_image(ctx.x, layer, cam_targets, acts_np, grads_np, eigen_smooth=False)
@@ -75,35 +78,35 @@ class GradCAMExplainer(CamExplainer):
     """Grad-CAM (Selvaraju et al. 2017): channels weighted by their mean gradient."""
 
     name = "gradcam"
-    cam_class = GradCAM
+    cam_class = "GradCAM"
 
 
 class GradCAMPlusPlusExplainer(CamExplainer):
     """Grad-CAM++ (Chattopadhyay et al. 2018)."""
 
     name = "gradcam++"
-    cam_class = GradCAMPlusPlus
+    cam_class = "GradCAMPlusPlus"
 
 
 class HiResCAMExplainer(CamExplainer):
     """HiResCAM (Draelos & Carin 2020): gradients times activations, element-wise."""
 
     name = "hirescam"
-    cam_class = HiResCAM
+    cam_class = "HiResCAM"
 
 
 class LayerCAMExplainer(CamExplainer):
     """LayerCAM (Jiang et al. 2021): positive gradients times activations, element-wise."""
 
     name = "layercam"
-    cam_class = LayerCAM
+    cam_class = "LayerCAM"
 
 
 class EigenCAMExplainer(CamExplainer):
     """EigenCAM (Muhammad & Yeasin 2020): first principal component of the activations (class-agnostic)."""
 
     name = "eigencam"
-    cam_class = EigenCAM
+    cam_class = "EigenCAM"
     uses_gradients = False
     class_specific = False
 
@@ -115,7 +118,7 @@ class ScoreCAMExplainer(CamExplainer):
     """
 
     name = "scorecam"
-    cam_class = ScoreCAM
+    cam_class = "ScoreCAM"
     uses_gradients = False
 
     def needs(self, model: AuditModel, options: dict[str, Any]) -> Needs:

@@ -7,6 +7,7 @@ regions, maps, baselines), dispatches on the metric id, and words the outcome.
 from __future__ import annotations
 
 import operator
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -44,9 +45,14 @@ def fmt(x: float) -> str:
 class Evaluator:
     """Evaluates the expectations of one parsed audit file within a session."""
 
+    #: Explanations kept at hand (with their full-size heat maps): the expectations of one image
+    #: share maps, and items of an image run one after another.
+    KEEP = 48
+
     def __init__(self, spec: "AuditSpec", session: AuditSession):
         self.spec = spec
         self.session = session
+        self._recent: OrderedDict[tuple, "Explanation"] = OrderedDict()
 
     # ------------------------------------------------------------- resources
     def model(self, key: str) -> "AuditModel":
@@ -60,14 +66,23 @@ class Evaluator:
         from vitaudit.explainers import ExplainerError
         from vitaudit.labels import LabelError
 
+        key = (ref, image_key)
+        hit = self._recent.get(key)
+        if hit is not None:
+            self._recent.move_to_end(key)
+            return hit
         model = self.model(ref.model)
         self.prefetch(ref.model, image_key)
         try:
             target = self.single_class(model, ref.target) if ref.target is not None else None
-            return explain(model, self.image(image_key), (ref.method, dict(ref.options)), target=target,
-                           cache=self.session.cache)
+            e = explain(model, self.image(image_key), (ref.method, dict(ref.options)), target=target,
+                        cache=self.session.cache)
         except (ExplainerError, LabelError, ValueError) as exc:
             raise AuditInputError(f"{ref.label}: {exc}") from None
+        self._recent[key] = e
+        while len(self._recent) > self.KEEP:
+            self._recent.popitem(last=False)
+        return e
 
     def prefetch(self, model_key: str, image_key: str) -> None:
         """One pass per image for everything this file wants of ``model_key``.

@@ -50,8 +50,6 @@ def error_result(item: "SpecErrorItem") -> dict[str, Any]:
 
 def fill_result(result: dict[str, Any], item: "AuditItem", audit_file: "AuditFile", ev: "Evaluation") -> None:
     """Add the measurement and the pictures (encoded here, in the worker)."""
-    from vitaudit.metrics import map_stats
-
     from . import cards
 
     exp = item.expectation
@@ -63,8 +61,7 @@ def fill_result(result: dict[str, Any], item: "AuditItem", audit_file: "AuditFil
     result["topk"] = [asdict(p) for p in cards.topk(ev.topk)] if ev.topk else None
     result["image_uri"] = cards.image_uri(session, (rel, exp.image), rgb)
     if ev.maps:
-        stats = map_stats(ev.maps[0][1].heatmap)
-        result["map_stats"] = stats
+        result["map_stats"] = ev.maps[0][1].stats
         region_key = exp.region.label if exp.region is not None else None
         result["panels"] = [asdict(p) for p in cards.panels(session, rel, exp.image, rgb, ev, region_key)]
         refs = {r.label: r for r in exp.maps}
