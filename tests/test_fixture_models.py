@@ -75,11 +75,14 @@ def test_mask_is_exactly_where_the_object_is_painted(index: int):
     mask = fills[0].mask
     assert 0.03 < mask.mean() < 0.5
     assert not mask[:10, :10].any()  # clear of the watermark corner
+    union = np.zeros_like(mask)
     for f in fills[1:]:
         assert np.array_equal(f.mask, mask)
         diff = (f.image != fills[0].image).any(-1)
         assert not diff[~mask].any()
         assert diff[mask].mean() > 0.8
+        union |= diff
+    assert np.array_equal(union, mask)  # every mask pixel is painted by the fill
     clean = scenes.make_scene(index, split="test", label=1)
     aligned = fills[1]
     diff = (clean.image != aligned.image).any(-1)
