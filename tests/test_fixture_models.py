@@ -21,7 +21,7 @@ import scenes  # noqa: E402
 WEIGHTS = ROOT / "fixtures" / "weights"
 NAMES = ["vit-scenes", "resnet-scenes", "vit-scenes-shortcut", "resnet-scenes-shortcut"]
 CARD_KEYS = {"name", "family", "timm_name", "kwargs", "labels", "data_config", "seed",
-             "accuracy", "heldout", "command", "train_seconds", "sha256", "versions", "measured"}
+             "accuracy", "heldout", "command", "recipe", "train_seconds", "sha256", "versions", "measured"}
 K = len(scenes.CLASSES)
 
 
@@ -100,6 +100,8 @@ def test_card_matches_weights(name: str):
     assert card["data_config"]["mean"] == list(measure.MEAN)
     assert card["data_config"]["std"] == list(measure.STD)
     assert card["family"] == ("vit" if name.startswith("vit") else "cnn")
+    # Only the clean ViT was trained with attention guidance, and its card says so.
+    assert card["recipe"]["attention_guidance"] == (0.5 if name == "vit-scenes" else 0.0)
 
 
 @pytest.mark.parametrize("name", NAMES)
