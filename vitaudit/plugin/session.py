@@ -102,7 +102,8 @@ class AuditSession:
             from vitaudit.registry import WeightsUnavailable
 
             if isinstance(loaded, WeightsUnavailable):
-                pytest.skip(f"model '{decl.key}': {loaded}")
+                # Reported at the expectation's own file:line rather than at this line.
+                raise pytest.skip.Exception(f"model '{decl.key}': {loaded}", _use_item_location=True)
             raise AuditInputError(f"model '{decl.key}' ({decl.name}, declared at {decl.file}:{decl.line}) failed to load: {loaded}")
         return loaded
 
