@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 def base_result(item: "AuditItem", spec: "AuditSpec") -> dict[str, Any]:
     """What is known before running: the expectation itself (also for skipped items)."""
     exp = item.expectation
-    models = list(dict.fromkeys([m for m in [exp.model] + [r.model for r in exp.maps] if m]))
+    keys = dict.fromkeys([m for m in [exp.model] + [r.model for r in exp.maps] if m])
+    # By what the model is (its spec), so "vit" in two audit files is not counted as one model.
+    models = [spec.models[k].name if k in spec.models else k for k in keys]
     return ExpectationResult(
         nodeid=item.nodeid,
         file=item.parent.parent.rel,
@@ -68,7 +70,9 @@ def fill_result(result: dict[str, Any], item: "AuditItem", audit_file: "AuditFil
         for title, e in ev.maps:
             if title not in refs or (rel, exp.image, title) in session.outbox._sent_views:
                 continue  # e.g. the re-initialised model's map of a sanity check
-            view = cards.model_view(session, rel, exp.image, rgb, title, refs[title].model, e)
+            key = refs[title].model
+            name = audit_file.spec.models[key].name if key in audit_file.spec.models else key
+            view = cards.model_view(session, rel, exp.image, rgb, title, name, e)
             session.outbox.add_view((rel, exp.image, title), {
                 "file": rel, "image": exp.image, "uri": result["image_uri"], "view": asdict(view),
             })
