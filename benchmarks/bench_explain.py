@@ -12,7 +12,7 @@ For ``vit_base_patch16_224`` and ``resnet50`` (random init, batch 8, 224x224) th
 - pytorch-grad-cam's default use alone (its own forward + backward).
 
 Goals: prediction + attention + rollout <= 1.05x plain; prediction + Grad-CAM <= 1.3x plain.
-Run: ``python benchmarks/bench_explain.py [--device cuda] [--repeat 5] [--json out.json]``.
+Run: ``python benchmarks/bench_explain.py [--device cuda] [--repeat 9] [--json out.json]``.
 """
 from __future__ import annotations
 
@@ -39,18 +39,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timeit(fn, device: torch.device, repeat: int, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` in seconds."""
-    for _ in range(warmup):
+def time_all(fns: dict, device: torch.device, repeat: int) -> dict[str, float]:
+    """Median wall time of each function, in seconds.
+
+    The functions run round-robin (one of each per round, after a warm-up round), so a slow
+    spell of the machine hits them all alike instead of whichever ran then.
+    """
+    for fn in fns.values():
         fn()
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def vitaudit_maps(model, x, methods: list[str]):
@@ -103,13 +108,13 @@ def bench_vit(device: torch.device, batch: int, repeat: int) -> dict:
         maps = [blk.attn_weights.mean(dim=1)[:, 0, 1:] for blk in seeded.blocks]
         return out, maps
 
-    rows = {
-        "plain forward": timeit(plain, device, repeat),
-        "prediction + attention + rollout": timeit(lambda: vitaudit_maps(model, x, ["attention", "rollout"]), device, repeat),
-        "prediction + gradcam": timeit(lambda: vitaudit_maps(model, x, ["gradcam"]), device, repeat),
-        "prediction + attention + rollout + gradcam": timeit(lambda: vitaudit_maps(model, x, ["attention", "rollout", "gradcam"]), device, repeat),
-        "seed: custom unfused block forward (all attention)": timeit(seed, device, repeat),
-    }
+    rows = time_all({
+        "plain forward": plain,
+        "prediction + attention + rollout": lambda: vitaudit_maps(model, x, ["attention", "rollout"]),
+        "prediction + gradcam": lambda: vitaudit_maps(model, x, ["gradcam"]),
+        "prediction + attention + rollout + gradcam": lambda: vitaudit_maps(model, x, ["attention", "rollout", "gradcam"]),
+        "seed: custom unfused block forward (all attention)": seed,
+    }, device, repeat)
     return {"model": model.name, "target_layer": target_layer(model).path, "seconds": rows}
 
 
@@ -135,13 +140,13 @@ def bench_resnet(device: torch.device, batch: int, repeat: int) -> dict:
             probs = torch.softmax(ref(x), dim=-1)  # the seed's prediction pass
         return probs, pgc_default()  # then a separate Grad-CAM call with its own forward
 
-    rows = {
-        "plain forward": timeit(plain, device, repeat),
-        "prediction + gradcam": timeit(lambda: vitaudit_maps(model, x, ["gradcam"]), device, repeat),
-        "prediction + gradcam + gradcam++ + layercam": timeit(lambda: vitaudit_maps(model, x, ["gradcam", "gradcam++", "layercam"]), device, repeat),
-        "pytorch-grad-cam default (own forward + backward)": timeit(pgc_default, device, repeat),
-        "seed: prediction forward, then pytorch-grad-cam": timeit(seed, device, repeat),
-    }
+    rows = time_all({
+        "plain forward": plain,
+        "prediction + gradcam": lambda: vitaudit_maps(model, x, ["gradcam"]),
+        "prediction + gradcam + gradcam++ + layercam": lambda: vitaudit_maps(model, x, ["gradcam", "gradcam++", "layercam"]),
+        "pytorch-grad-cam default (own forward + backward)": pgc_default,
+        "seed: prediction forward, then pytorch-grad-cam": seed,
+    }, device, repeat)
     return {"model": model.name, "target_layer": layer, "seconds": rows}
 
 
@@ -149,7 +154,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else

@@ -31,35 +31,45 @@ class RolloutConfig:
 
 
 def fuse_heads(attn: torch.Tensor, how: str) -> torch.Tensor:
-    """(B, heads, N, N) -> (B, N, N)."""
+    """(..., heads, N, N) -> (..., N, N)."""
     if how == "mean":
-        return attn.mean(dim=1)
+        return attn.mean(dim=-3)
     if how == "max":
-        return attn.amax(dim=1)
+        return attn.amax(dim=-3)
     if how == "min":
-        return attn.amin(dim=1)
+        return attn.amin(dim=-3)
     raise ValueError(f"head_fusion must be mean, max or min, not {how!r}")
 
 
-def rollout_step(fused: torch.Tensor, config: RolloutConfig) -> torch.Tensor:
-    """One layer's rollout factor: (fused attention [with discards] + identity), rows renormalised.
+def rollout_factor(fused: torch.Tensor, config: RolloutConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """One layer's rollout factor D^-1 (F + I), kept as (F, row sums of F + I).
 
-    Works in place on ``fused`` (a fresh tensor from :func:`fuse_heads`).
+    F is the head-fused attention with the lowest ``discard_ratio`` share dropped, I the
+    identity for the residual connection, D the row sums that renormalise the rows. Keeping
+    F and the sums (instead of the renormalised matrix) saves two passes over N x N per layer;
+    :meth:`AttentionRecord.rollout_row` applies the factor to a row vector directly.
     """
     if config.discard_ratio > 0:
-        B, N, _ = fused.shape
-        flat = fused.reshape(B, N * N).clone()
-        k = int(N * N * config.discard_ratio)
+        shape = fused.shape
+        flat = fused.reshape(-1, shape[-1] * shape[-1]).clone()
+        k = int(flat.shape[-1] * config.discard_ratio)
         if k > 0:
             idx = flat.topk(k, dim=-1, largest=False).indices
             # As in the reference implementation (jacobgil/vit-explain): never drop CLS->CLS.
             keep = idx == 0
             vals = torch.gather(flat, 1, idx)
             flat.scatter_(1, idx, torch.where(keep, vals, torch.zeros_like(vals)))
-        fused = flat.reshape(B, N, N)
-    a = fused
-    a.diagonal(dim1=-2, dim2=-1).add_(1.0)  # + identity, for the residual connection
-    return a.div_(a.sum(dim=-1, keepdim=True))
+        fused = flat.reshape(shape)
+    return fused, fused.sum(dim=-1) + 1.0
+
+
+def rollout_step(fused: torch.Tensor, config: RolloutConfig) -> torch.Tensor:
+    """The explicit factor D^-1 (F + I) as a matrix (for reading and testing; the capture uses
+    :func:`rollout_factor`)."""
+    f, sums = rollout_factor(fused, config)
+    a = f.clone()
+    a.diagonal(dim1=-2, dim2=-1).add_(1.0)
+    return a / sums.unsqueeze(-1)
 
 
 @dataclass
@@ -67,18 +77,22 @@ class AttentionRecord:
     """What one forward left behind (per batch)."""
 
     cls_rows: list[torch.Tensor] = field(default_factory=list)  # per layer: (B, heads, N) float32
-    steps: dict[RolloutConfig, list[torch.Tensor]] = field(default_factory=dict)  # per layer (B, N, N) factors
+    # per layer: the fused attention F (B, N, N) and the row sums of F + I (B, N)
+    steps: dict[RolloutConfig, list[tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=dict)
 
     def rollout_row(self, config: RolloutConfig, token: int = 0) -> torch.Tensor:
-        """Row ``token`` of the rollout A_L ... A_1, as (B, N).
+        """Row ``token`` of the rollout A_L ... A_1 with A_l = D_l^-1 (F_l + I), as (B, N).
 
-        Computed from the last layer backwards as a row vector times each factor, which
-        costs N^2 per layer instead of the N^3 of multiplying the full matrices.
+        Computed from the last layer backwards as a row vector times each factor
+        (v A = (v / d) F + v / d), which costs N^2 per layer instead of the N^3 of
+        multiplying the full matrices.
         """
         steps = self.steps[config]
-        row = steps[-1][:, token, :]
-        for step in reversed(steps[:-1]):
-            row = torch.bmm(row.unsqueeze(1), step).squeeze(1)
+        row = torch.zeros_like(steps[-1][1])
+        row[:, token] = 1.0
+        for fused, sums in reversed(steps):
+            w = row / sums
+            row = torch.bmm(w.unsqueeze(1), fused).squeeze(1) + w
         return row
 
 
@@ -154,13 +168,22 @@ class AttentionCapture:
                 logits = logits + bias[..., self.cls_token : self.cls_token + 1, :]
             self.record.cls_rows.append(logits.softmax(dim=-1)[:, :, 0])
             return
-        logits = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
-        if bias is not None:
-            logits = logits + bias
-        attn = logits.softmax(dim=-1)  # (B, heads, N, N)
-        self.record.cls_rows.append(attn[:, :, self.cls_token].clone())
-        for cfg in self.rollout_configs:
-            self.record.steps.setdefault(cfg, []).append(rollout_step(fuse_heads(attn, cfg.head_fusion), cfg))
+        # Image by image: the (heads, N, N) matrices of one image stay in cache, which is over
+        # twice as fast on a CPU as one batched (B, heads, N, N) pass.
+        rows = []
+        factors: dict[RolloutConfig, list[tuple[torch.Tensor, torch.Tensor]]] = {cfg: [] for cfg in self.rollout_configs}
+        for b in range(q.shape[0]):
+            logits = torch.matmul(q[b], k[b].transpose(-2, -1)).mul_(scale)
+            if bias is not None:
+                logits = logits + (bias[b] if bias.dim() == 4 and bias.shape[0] == q.shape[0] else bias)
+            attn = logits.softmax(dim=-1)  # (heads, N, N)
+            rows.append(attn[:, self.cls_token])
+            for cfg in self.rollout_configs:
+                factors[cfg].append(rollout_factor(fuse_heads(attn, cfg.head_fusion), cfg))
+        self.record.cls_rows.append(torch.stack(rows))
+        for cfg, per_image in factors.items():
+            fused, sums = zip(*per_image)
+            self.record.steps.setdefault(cfg, []).append((torch.stack(fused), torch.stack(sums)))
 
     def _bias(self, i: int, n: int, like: torch.Tensor) -> torch.Tensor | None:
         mask, causal = self._mask.get(i, (None, False))
