@@ -45,8 +45,13 @@ class LoadedImage:
         return self._digest
 
     def to_uint8(self) -> np.ndarray:
-        """The picture as uint8 RGB, for overlays."""
-        return np.clip(np.rint(self.pixels * 255.0), 0, 255).astype(np.uint8)
+        """The picture as uint8 RGB, for overlays (computed once; do not modify it)."""
+        cached = self.__dict__.get("_uint8")
+        if cached is None:
+            cached = np.clip(np.rint(self.pixels * 255.0), 0, 255).astype(np.uint8)
+            cached.flags.writeable = False
+            self.__dict__["_uint8"] = cached
+        return cached
 
 
 def load_image(image: ImageLike) -> LoadedImage:

@@ -70,6 +70,21 @@ def _order(v: np.ndarray) -> np.ndarray:
     return np.argsort(-v, kind="stable")
 
 
+def _top_k(v: np.ndarray, k: int) -> np.ndarray:
+    """Boolean mask of the first ``k`` entries of :func:`_order`, in linear time.
+
+    Everything above the k-th largest value is in; of the entries equal to it, the first
+    ones in raster order fill the remaining places (what the stable sort would pick).
+    """
+    kth = np.partition(v, v.size - k)[v.size - k]
+    top = v > kth
+    need = k - int(top.sum())
+    if need > 0:
+        tied = np.flatnonzero(v == kth)[:need]
+        top[tied] = True
+    return top
+
+
 # ---------------------------------------------------------------- localisation
 
 def mass_in(heatmap: np.ndarray, mask: np.ndarray) -> float:
@@ -139,8 +154,7 @@ def iou_top(heatmap: np.ndarray, mask: np.ndarray, percent: float) -> float:
     k = int(math.floor(p * v.size / 100 + 0.5))
     if k < 1:
         raise MetricError(f"the top {p:g}% of {v.size} seen pixels rounds to 0 pixels")
-    top = np.zeros(v.size, dtype=bool)
-    top[_order(v)[:k]] = True
+    top = _top_k(v, k)
     return float((top & m).sum() / (top | m).sum())
 
 
@@ -155,7 +169,7 @@ def rank_accuracy(heatmap: np.ndarray, mask: np.ndarray) -> float:
     """
     v, m = _prepare(heatmap, mask)
     k = int(m.sum())
-    kth = np.sort(v)[::-1][k - 1]
+    kth = np.partition(v, v.size - k)[v.size - k]  # the k-th largest value
     above = v > kth
     tied = v == kth
     r = k - int(above.sum())

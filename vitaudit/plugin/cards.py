@@ -111,7 +111,7 @@ def model_view(session: "AuditSession", file: str, image: str, rgb: np.ndarray, 
     if e.cls_attention is not None and (file, image, model_key) not in shown:  # one grid per image and model
         shown.add((file, image, model_key))
         grid = session.encoded(("grid", file, image, model_key),
-                               lambda: encode(layer_head_mosaic(e.cls_attention), max_side=None, fmt="png"))
+                               lambda: encode(layer_head_mosaic(e.cls_attention), max_side=None, quality=90))
         shape = tuple(int(v) for v in e.cls_attention.shape[:2])
     return ModelView(
         model=model_key,

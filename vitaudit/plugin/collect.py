@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from .session import AuditFailure, AuditInputError, AuditSession, rootdir_relative
+from .session import AuditFailure, AuditInputError, AuditSession, rootdir_relative, warm_imports
 
 if TYPE_CHECKING:
     from vitaudit.spec import AuditSpec, Expectation, SpecError
@@ -37,6 +37,9 @@ class AuditFile(pytest.File):
 
         self.spec = parse_audit_file(self.path)
         self.rel = rootdir_relative(self.config, str(self.path))
+        if self.spec.expectations:
+            cams = any(m.method not in ("attention", "rollout") for e in self.spec.expectations for m in e.maps)
+            warm_imports(["vitaudit.engine"] + (["pytorch_grad_cam"] if cams else []) + ["vitaudit.report"])
         for err in self.spec.errors:
             yield SpecErrorItem.from_parent(self, name=f"error@L{err.line}", error=err)
         by_image: dict[str, list["Expectation"]] = {}

@@ -57,13 +57,16 @@ def fill_result(result: dict[str, Any], item: "AuditItem", audit_file: "AuditFil
     exp = item.expectation
     session = audit_file.evaluator().session
     rel = audit_file.rel
-    rgb = session.image(audit_file.spec.images[exp.image]).to_uint8()
     result["value"] = ev.value
     result["message"] = ev.summary + (f"; {ev.note}" if ev.note else "")
     result["topk"] = [asdict(p) for p in cards.topk(ev.topk)] if ev.topk else None
-    result["image_uri"] = cards.image_uri(session, (rel, exp.image), rgb)
     if ev.maps:
         result["map_stats"] = ev.maps[0][1].stats
+    if not session.pictures:  # --audit-no-report: nobody will look at them
+        return
+    rgb = session.image(audit_file.spec.images[exp.image]).to_uint8()
+    result["image_uri"] = cards.image_uri(session, (rel, exp.image), rgb)
+    if ev.maps:
         region_key = exp.region.label if exp.region is not None else None
         result["panels"] = [asdict(p) for p in cards.panels(session, rel, exp.image, rgb, ev, region_key)]
         refs = {r.label: r for r in exp.maps}

@@ -71,6 +71,7 @@ class AuditSession:
         self.device = worker_device(config)
         self.batch_size = int(config.getoption("audit_batch_size") or config.getini("audit_batch_size") or 0) or None
         self.update_baselines = bool(config.getoption("audit_update_baselines"))
+        self.pictures = not config.getoption("audit_no_report")
         self.outbox = Outbox()
         self.lock = threading.RLock()
         self._models: dict[tuple, Any] = {}
@@ -186,6 +187,32 @@ class AuditSession:
             uri = make()
             self._encoded[key] = uri
         return uri
+
+
+_warmed: set[str] = set()
+
+
+def warm_imports(modules: list[str]) -> None:
+    """Import heavy modules in a background thread while the models load and run.
+
+    grad-cam pulls in scikit-learn and matplotlib (about a second); the first forward passes
+    release the GIL, so the import overlaps with them instead of adding to the run.
+    """
+    todo = [m for m in modules if m not in _warmed]
+    if not todo:
+        return
+    _warmed.update(todo)
+
+    def run() -> None:
+        import importlib
+
+        for name in todo:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the real import, later, reports any problem
+                pass
+
+    threading.Thread(target=run, name="vitaudit-warm-imports", daemon=True).start()
 
 
 def rootdir_relative(config: pytest.Config, path: str) -> str:
