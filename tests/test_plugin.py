@@ -341,3 +341,36 @@ def test_xdist_workers_results_merge_into_one_report(project):
     run = doc["run"]
     assert {m["key"] for m in run["models"]} >= {"cnn", "vit"}
     assert any(v["views"] for v in run["images"])
+
+
+def test_every_image_runs_once_in_batches(project):
+    """One pass per image and model for all of a file's expectations, batched in file order."""
+    rng = np.random.default_rng(1)
+    images = ["images:"]
+    expects = ["expect:"]
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (30 + i, 40, 3), dtype=np.uint8)).save(project.path / f"im{i}.png")
+        images.append(f"  im{i}: {{path: im{i}.png, regions: {{all: {{box: [0, 0, 1, 1], units: fraction}}}}}}")
+        expects += [f"  - im{i}: cnn top1 in [red, green, blue, gray]",
+                    f"  - im{i}: cnn.gradcam mass in all > 0.99",
+                    f"  - im{i}: cnn.eigencam mass in all > 0.99"]
+    (project.path / "audit_many.yaml").write_text(MODELS + "\n".join(images) + "\n" + "\n".join(expects) + "\n")
+    project.makeconftest("""
+        import vitaudit.engine as engine
+
+        calls = []
+        original = engine.forward
+
+        def counting(model, x, needs):
+            calls.append(int(x.shape[0]))
+            return original(model, x, needs)
+
+        engine.forward = counting
+
+        def pytest_terminal_summary(terminalreporter):
+            terminalreporter.write_line(f"FORWARDS {calls}")
+            engine.forward = original
+    """)
+    result = project.runpytest("-p", "no:cacheprovider", "--audit-batch-size", "2", "--audit-no-report")
+    result.assert_outcomes(passed=15)
+    result.stdout.fnmatch_lines(["FORWARDS [[]2, 2, 1[]]"])

@@ -34,7 +34,7 @@ class ImageEntry:
 class ExplanationCache:
     """LRU over :class:`ImageEntry`, bounded by ``max_bytes``."""
 
-    def __init__(self, max_bytes: int = 512 * 2**20):
+    def __init__(self, max_bytes: int = 256 * 2**20):
         self.max_bytes = max_bytes
         self._entries: OrderedDict[Hashable, ImageEntry] = OrderedDict()
         self._bytes = 0

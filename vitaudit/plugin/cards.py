@@ -37,6 +37,8 @@ def small_image(session: "AuditSession", key: tuple, rgb: np.ndarray) -> np.ndar
         h, w = _small_size(*rgb.shape[:2])
         small = rgb if (h, w) == rgb.shape[:2] else cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
         cache[key] = small
+        while len(cache) > 64:  # the images at hand; items of one image run together
+            cache.pop(next(iter(cache)))
     return small
 
 

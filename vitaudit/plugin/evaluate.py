@@ -47,7 +47,7 @@ class Evaluator:
 
     #: Explanations kept at hand (with their full-size heat maps): the expectations of one image
     #: share maps, and items of an image run one after another.
-    KEEP = 48
+    KEEP = 16
 
     def __init__(self, spec: "AuditSpec", session: AuditSession):
         self.spec = spec
@@ -85,43 +85,62 @@ class Evaluator:
         return e
 
     def prefetch(self, model_key: str, image_key: str) -> None:
-        """One pass per image for everything this file wants of ``model_key``.
+        """One pass per image for everything this file wants of ``model_key``, in batches.
 
-        In one process, every image of the file is explained in batches at the first use;
-        in an xdist worker (which runs only some of the items) just the image at hand.
+        At the first use of an image, it and the next images of the file (in file order,
+        which is the order items run) are explained together, up to a batch; so every image
+        runs once, in batches, with only a batch of maps waiting in the cache. In an xdist
+        worker, which runs only some of the items, just the image at hand.
         """
-        from vitaudit.engine import Request, prefetch, resolve_method
+        from vitaudit.engine import default_batch_size, prefetch
 
-        scope = (self.spec.path, model_key, image_key if self.session.in_worker else None)
-        if scope in self.session.prefetched:
+        done = self.session.prefetched
+        if (self.spec.path, model_key, image_key) in done:
             return
-        self.session.prefetched.add(scope)
         model = self.model(model_key)
-        wanted: dict[str, list] = {}
-        for exp in self.spec.expectations:
-            if scope[2] is not None and exp.image != image_key:
+        plan = self._plan(model_key, model)
+        if image_key not in plan:
+            return
+        order = list(plan)
+        size = 1 if self.session.in_worker else (self.session.batch_size or default_batch_size(model))
+        chunk = [k for k in order[order.index(image_key):] if (self.spec.path, model_key, k) not in done][:size]
+        images, requests = [], []
+        for k in chunk:
+            done.add((self.spec.path, model_key, k))
+            try:
+                images.append(self.image(k))
+            except AuditInputError:  # the items of that image report it
                 continue
+            requests.append(plan[k])
+        if images:
+            prefetch(model, images, requests, batch_size=size, cache=self.session.cache)
+
+    def _plan(self, model_key: str, model: "AuditModel") -> dict[str, list]:
+        """Per image (file order), the distinct maps this file's expectations want of a model."""
+        from vitaudit.engine import Request, resolve_method
+
+        plans = self.__dict__.setdefault("_plans", {})
+        if model_key in plans:
+            return plans[model_key]
+        wanted: dict[str, list] = {k: [] for k in self.spec.images}
+        used: set[str] = set()
+        for exp in self.spec.expectations:
+            if exp.model == model_key:
+                used.add(exp.image)
             for ref in exp.maps:
                 if ref.model != model_key:
                     continue
+                used.add(exp.image)
                 try:
                     explainer, options = resolve_method(model, (ref.method, dict(ref.options)))
                     target = self.single_class(model, ref.target) if ref.target is not None else None
                 except Exception:  # the item itself reports what is wrong
                     continue
-                wanted.setdefault(exp.image, []).append(Request(explainer, options, target))
-            if exp.model == model_key and not exp.maps:
-                wanted.setdefault(exp.image, [])
-        keys = [k for k in wanted if k in self.spec.images]
-        images = []
-        for k in list(keys):
-            try:
-                images.append(self.image(k))
-            except AuditInputError:
-                keys.remove(k)
-        if images:
-            prefetch(model, images, [list(dict.fromkeys(wanted[k])) for k in keys],
-                     batch_size=self.session.batch_size, cache=self.session.cache)
+                req = Request(explainer, options, target)
+                if req not in wanted[exp.image]:
+                    wanted[exp.image].append(req)
+        plans[model_key] = {k: v for k, v in wanted.items() if k in used}
+        return plans[model_key]
 
     def classes(self, model: "AuditModel", label: Any) -> list[int]:
         """The class indices a written label stands for (a ``labels:`` group: all its members)."""

@@ -144,14 +144,13 @@ class AuditSession:
     def image(self, decl: "ImageDecl") -> "LoadedImage":
         from vitaudit.images import ImageError, load_image, skimage_image
 
-        key = (decl.path, decl.skimage)
-        with self.lock:
-            if key not in self._images:
-                try:
-                    self._images[key] = skimage_image(decl.skimage) if decl.skimage else load_image(decl.path)
-                except ImageError as exc:
-                    self._images[key] = exc
-        loaded = self._images[key]
+        def read() -> Any:
+            try:
+                return skimage_image(decl.skimage) if decl.skimage else load_image(decl.path)
+            except ImageError as exc:
+                return exc
+
+        loaded = self._recent(self._images, (decl.path, decl.skimage), read, self.KEEP_IMAGES)
         if isinstance(loaded, BaseException):
             raise AuditInputError(f"{decl.file}:{decl.line}: image '{decl.key}': {loaded}")
         return loaded
@@ -159,14 +158,13 @@ class AuditSession:
     def mask(self, ref, size: tuple[int, int]) -> "np.ndarray":
         from vitaudit.regions import RegionError, rasterize_ref
 
-        key = (ref, size)
-        with self.lock:
-            if key not in self._masks:
-                try:
-                    self._masks[key] = rasterize_ref(ref, size)
-                except RegionError as exc:
-                    self._masks[key] = exc
-        mask = self._masks[key]
+        def draw() -> Any:
+            try:
+                return rasterize_ref(ref, size)
+            except RegionError as exc:
+                return exc
+
+        mask = self._recent(self._masks, (ref, size), draw, self.KEEP_MASKS)
         if isinstance(mask, BaseException):
             raise AuditInputError(str(mask))
         return mask
@@ -180,12 +178,35 @@ class AuditSession:
                 self._randomized[key] = randomize_top_layers(model, layers)
         return self._randomized[key]
 
+    #: Full-size images and region masks kept at hand: the items of one image run together, so a
+    #: few dozen are enough, and a 10,000-image audit does not hold 10,000 decoded photos.
+    KEEP_IMAGES = 32
+    KEEP_MASKS = 128
+
+    def _recent(self, cache: dict, key: Any, make, limit: int) -> Any:
+        """A least-recently-used lookup in ``cache`` (a dict kept in use order)."""
+        with self.lock:
+            if key in cache:
+                value = cache.pop(key)
+            else:
+                value = make()
+            cache[key] = value
+            while len(cache) > limit:
+                cache.pop(next(iter(cache)))
+            return value
+
+    #: Pictures kept for reuse: cards of one image share overlays, and items of an image run
+    #: together, so a few thousand recent ones are enough and memory stays bounded.
+    KEEP_PICTURES = 2048
+
     def encoded(self, key: tuple, make) -> str:
         """Encode a picture once per process (many cards share one overlay)."""
         uri = self._encoded.get(key)
         if uri is None:
             uri = make()
             self._encoded[key] = uri
+            while len(self._encoded) > self.KEEP_PICTURES:
+                self._encoded.pop(next(iter(self._encoded)))
         return uri
 
 
