@@ -149,10 +149,29 @@ def test_model_that_fails_to_load_fails_its_items_with_the_reason(project):
       - blob: cnn.gradcam mass in all > 0.99
     """)
     (project.path / "audit_badmodel.yaml").write_text(body)
+    project.makeconftest("""
+        import vitaudit.models
+
+        attempts = []
+        original = vitaudit.models.load_model
+
+        def counting(spec, **kwargs):
+            attempts.append(spec)
+            return original(spec, **kwargs)
+
+        vitaudit.models.load_model = counting
+
+        def pytest_terminal_summary(terminalreporter):
+            terminalreporter.write_line(f"LOADS {sorted(attempts)}")
+            vitaudit.models.load_model = original
+    """)
     result = project.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=2)
-    assert result.stdout.str().count("model 'bad' (resnt18, declared at") == 2
-    assert "did you mean 'resnet18'" in result.stdout.str()
+    out = result.stdout.str()
+    for text in ("bad top1 in [red]", "bad.gradcam mass in all > 0.5"):
+        assert f"'blob: {text}' on 'blob': model 'bad' (resnt18, declared at " in out
+    assert "did you mean 'resnet18'" in out
+    assert "LOADS ['resnet18', 'resnt18']" in out  # each model tried once
 
 
 def test_missing_and_unreadable_images(project):
