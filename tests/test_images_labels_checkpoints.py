@@ -172,3 +172,18 @@ def test_efficientnet_lite0_offline_sees_the_cat():
     # The cat's head and chest, drawn by hand on the 451 x 300 photo; the rest is the blurred room.
     cat = rasterize(Region("cat", "polygon", ((0, 0), (330, 0), (400, 60), (400, 300), (0, 300))), (300, 451))
     assert mass_in(e.heatmap, cat) > 0.9 > cat.mean()
+
+
+def test_weights_files_are_named_and_hashed():
+    """The report's environment names each model's weights file and its sha256."""
+    import hashlib
+    import json
+
+    from vitaudit.registry import fixtures_dir
+
+    m = vitaudit.load_model("fixture:resnet-scenes")
+    card = json.loads((fixtures_dir() / "resnet-scenes.json").read_text())
+    assert m.checkpoint.endswith("resnet-scenes.safetensors") and m.checkpoint_sha256 == card["sha256"]
+    e = vitaudit.load_model("efficientnet_lite0", pretrained=True)
+    assert e.checkpoint_sha256 == hashlib.sha256(open(e.checkpoint, "rb").read()).hexdigest()
+    assert vitaudit.load_model("resnet18", num_classes=3).checkpoint_sha256 is None  # random init

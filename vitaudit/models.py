@@ -28,7 +28,7 @@ class AuditModel:
     data_config: dict[str, Any]
     device: torch.device
     weights: str = "random init"
-    checkpoint: str | None = None
+    checkpoint: str | None = None  # the weights file: a given checkpoint, or where pretrained weights came from
     checkpoint_sha256: str | None = None
     target_layer: str | None = None  # module path for CAM methods; None: found automatically
     crop: Crop = "resize"
@@ -94,8 +94,8 @@ def load_model(
         torch.manual_seed(seed)
         built = registry.build(spec, request)
     module = built.module
-    sha = None
     weights = built.weights
+    sha = sha256_file(built.weights_file) if built.weights_file else None
     if checkpoint is not None:
         load_into(module, read_state_dict(checkpoint), str(checkpoint))
         sha = sha256_file(checkpoint)
@@ -121,7 +121,7 @@ def load_model(
         data_config=dict(built.data_config),
         device=dev,
         weights=weights,
-        checkpoint=str(checkpoint) if checkpoint is not None else None,
+        checkpoint=str(checkpoint) if checkpoint is not None else built.weights_file,
         checkpoint_sha256=sha,
         target_layer=target_layer,
         crop=crop,

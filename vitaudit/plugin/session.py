@@ -135,8 +135,8 @@ class AuditSession:
             info["error"] = f"{type(exc).__name__}: {exc}"
             self.outbox.models.append(info)
             return exc
-        info.update(family=model.family, checkpoint_sha256=model.checkpoint_sha256, device=str(model.device),
-                    spec=f"{decl.name} [{model.weights}]")
+        info.update(family=model.family, checkpoint=model.checkpoint, checkpoint_sha256=model.checkpoint_sha256,
+                    device=str(model.device), spec=f"{decl.name} [{model.weights}]")
         self.outbox.models.append(info)
         return model
 
