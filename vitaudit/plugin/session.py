@@ -135,7 +135,10 @@ class AuditSession:
             info["error"] = f"{type(exc).__name__}: {exc}"
             self.outbox.models.append(info)
             return exc
-        info.update(family=model.family, checkpoint=model.checkpoint, checkpoint_sha256=model.checkpoint_sha256,
+        checkpoint = model.checkpoint
+        if checkpoint and os.path.abspath(checkpoint).startswith(str(self.config.rootpath) + os.sep):
+            checkpoint = rootdir_relative(self.config, checkpoint)
+        info.update(family=model.family, checkpoint=checkpoint, checkpoint_sha256=model.checkpoint_sha256,
                     device=str(model.device), spec=f"{decl.name} [{model.weights}]")
         self.outbox.models.append(info)
         return model
