@@ -300,3 +300,11 @@ def test_mask_path_relative_to_audit_file(tmp_path):
     Image.fromarray(MASK.astype(np.uint8) * 255).save(tmp_path / "masks" / "m.png")
     r = Region("m", "mask", mask_path="masks/m.png", file=str(tmp_path / "audit.yaml"), line=2)
     assert np.array_equal(rasterize(r, (4, 6)), MASK)
+
+
+def test_mask_black_shape_on_transparency_is_its_opaque_part(tmp_path):
+    rgba = np.zeros((4, 6, 4), np.uint8)
+    rgba[MASK] = (0, 0, 0, 255)  # opaque black shape, the rest fully transparent
+    p = tmp_path / "cutout.png"
+    Image.fromarray(rgba, mode="RGBA").save(p)
+    assert np.array_equal(rasterize(_mask_region(p), (4, 6)), MASK)

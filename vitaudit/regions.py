@@ -184,9 +184,14 @@ def _mask(region: Region, h: int, w: int) -> np.ndarray:
             im = ImageOps.exif_transpose(im)
             if im.mode in ("1", "L", "I", "F") or im.mode.startswith("I;16"):
                 inside = np.asarray(im) != 0
-            else:  # colour/palette/alpha: alpha 0 is outside, else any non-zero colour channel
+            else:
+                # colour/palette/alpha: alpha 0 is outside, else any non-zero colour channel;
+                # a shape drawn in black on transparency is its opaque part
                 rgba = np.asarray(im.convert("RGBA"))
-                inside = (rgba[..., 3] != 0) & (rgba[..., :3] != 0).any(axis=-1)
+                alpha = rgba[..., 3] != 0
+                inside = alpha & (rgba[..., :3] != 0).any(axis=-1)
+                if not inside.any() and not alpha.all():
+                    inside = alpha
     except FileNotFoundError:
         raise _err(region, f"mask file {path} does not exist") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
