@@ -187,3 +187,17 @@ def test_weights_files_are_named_and_hashed():
     e = vitaudit.load_model("efficientnet_lite0", pretrained=True)
     assert e.checkpoint_sha256 == hashlib.sha256(open(e.checkpoint, "rb").read()).hexdigest()
     assert vitaudit.load_model("resnet18", num_classes=3).checkpoint_sha256 is None  # random init
+
+
+def test_pil_images_and_torchvision_models():
+    from PIL import Image as PILImage
+
+    from vitaudit.layers import target_layer
+
+    pil = PILImage.fromarray(RGB)
+    np.testing.assert_array_equal(load_image(pil).to_uint8(), RGB)
+    m = vitaudit.load_model("torchvision:resnet18")
+    assert m.family == "cnn" and m.num_classes == 1000 and m.labels[281] == "tabby, tabby cat"
+    assert m.data_config["mean"] == (0.485, 0.456, 0.406) and target_layer(m).path == "layer4"
+    e = vitaudit.explain(m, pil, "gradcam", target="tabby")
+    assert e.target == 281 and e.heatmap.shape == RGB.shape[:2]
