@@ -27,7 +27,6 @@ import types
 import torch
 from torch import nn
 
-from vitaudit.capture import RolloutConfig
 from vitaudit.engine import forward
 from vitaudit.explainers import Needs, get_method
 from vitaudit.layers import target_layer

@@ -16,7 +16,7 @@ from vitaudit.report import render_html, strip_pictures, write_report
 from vitaudit.report.context import PROBLEMS, build_context
 from vitaudit.report.format import fmt_pair
 from vitaudit.report.sample import sample_run
-from vitaudit.results import ExpectationResult, ImageView, ModelInfo, ModelView, Panel, Prediction, RunResults
+from vitaudit.results import ModelInfo, Panel, Prediction, RunResults
 
 PAYLOADS = [
     "<script>alert(1)</script>",

@@ -177,7 +177,7 @@ def _mask(region: Region, h: int, w: int) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not region.mask_path:
-        raise _err(region, f"is a mask but has no mask file")
+        raise _err(region, "is a mask but has no mask file")
     path = _mask_path(region)
     try:
         with Image.open(path) as im:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import torch
 from torch import nn
 
 from .checkpoints import CheckpointError, load_into, read_state_dict

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .collect import SESSION_KEY, AuditFile, AuditItem, SpecErrorItem, _Reported, audit_session
+from .collect import AuditFile, AuditItem, audit_session
 from .fixtures import audit, audit_model, explain  # noqa: F401  (fixtures)
 
 COLLECTOR_KEY = pytest.StashKey["Collector"]()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata

@@ -207,7 +207,7 @@ def _clauses(text: str, metric: str) -> dict[str, object]:
         rest = re.sub(r"^(,|and\b|\s)+", "", rest, flags=re.IGNORECASE)
         if not rest:
             break
-        for name, pattern in _CLAUSES:
+        for name, pattern in _CLAUSES:  # noqa: B007 (used after the break)
             m = pattern.match(rest)
             if m is not None:
                 break
