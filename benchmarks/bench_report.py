@@ -40,7 +40,7 @@ def _timed(fn: Callable, totals: dict[str, list[float]]) -> Callable:
 def build(n_images: int, per_image: int, grids: int, card: dict[str, Any]) -> tuple[Any, dict[str, list[float]]]:
     """The run, with every visuals call timed (the synthetic maps themselves are not counted)."""
     totals: dict[str, list[float]] = defaultdict(list)
-    names = ("overlay", "draw_outline", "diff_image", "layer_head_mosaic", "encode")
+    names = ("overlay", "draw_outline", "outline_layer", "diff_image", "layer_head_mosaic", "encode")
     proxy = SimpleNamespace(**{n: _timed(getattr(visuals, n), totals) for n in names})
     original = sample.visuals
     sample.visuals = proxy  # type: ignore[assignment]

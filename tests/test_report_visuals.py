@@ -198,3 +198,22 @@ def test_per_expectation_pictures_are_fast():
         encode(draw_outline(overlay(img, hm), mask))
         times.append(time.perf_counter() - t0)
     assert sorted(times)[3] < 0.05, f"overlay+outline+encode median {sorted(times)[3] * 1e3:.1f} ms"
+
+
+def test_outline_layer_is_the_outline_alone_on_transparency():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from vitaudit.report.visuals import draw_outline, outline_layer
+
+    mask = np.zeros((40, 60), bool)
+    mask[10:30, 15:45] = True
+    uri = outline_layer(mask, (40, 60))
+    assert uri.startswith("data:image/png;base64,")
+    img = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("LA"))
+    assert img.shape == (40, 60, 2)
+    drawn = draw_outline(np.zeros((40, 60, 3), np.uint8), mask)
+    assert np.array_equal(img[..., 1] > 0, (drawn > 0).any(axis=-1))  # opaque exactly where drawn
+    assert img[20, 30, 1] == 0 and img[0, 0, 1] == 0  # inside and far outside: transparent

@@ -31,6 +31,9 @@ class Panel:
     title: str
     uri: str  # data: URI of a JPEG/PNG/WebP, never a link to the network
     caption: str = ""
+    # A transparent PNG drawn over ``uri`` (the region's outline): overlays are then shared by
+    # every card of a map, whatever its region, and each outline is encoded once.
+    outline: str | None = None
 
 
 @dataclass

@@ -54,19 +54,26 @@ def image_uri(session: "AuditSession", key: tuple, rgb: np.ndarray) -> str:
     return session.encoded(("image",) + key, lambda: encode(small_image(session, key, rgb), max_side=MAX_SIDE, quality=QUALITY))
 
 
-def overlay_uri(session: "AuditSession", key: tuple, rgb: np.ndarray, heatmap: np.ndarray,
-                mask: np.ndarray | None = None, mask_key: object = None) -> str:
-    """JET overlay of ``heatmap`` on the image, with the region's outline when a mask is given."""
-    from vitaudit.report.visuals import draw_outline, encode, overlay
+def overlay_uri(session: "AuditSession", key: tuple, rgb: np.ndarray, heatmap: np.ndarray) -> str:
+    """JET overlay of ``heatmap`` on the image (``key`` = (file, image, map title))."""
+    from vitaudit.report.visuals import encode, overlay
 
     def make() -> str:
         small = small_image(session, key[:2], rgb)
-        pic = overlay(small, _fit(heatmap, small.shape[:2]))
-        if mask is not None:
-            pic = draw_outline(pic, _fit(mask.astype(np.float32), small.shape[:2]) >= 0.5)
-        return encode(pic, max_side=MAX_SIDE, quality=QUALITY)
+        return encode(overlay(small, _fit(heatmap, small.shape[:2])), max_side=MAX_SIDE, quality=QUALITY)
 
-    return session.encoded(("overlay",) + key + (mask_key,), make)
+    return session.encoded(("overlay",) + key, make)
+
+
+def outline_uri(session: "AuditSession", key: tuple, rgb: np.ndarray, mask: np.ndarray, region_key: object) -> str:
+    """The region's outline as a transparent layer for the overlays of one image (``key`` = (file, image))."""
+    from vitaudit.report.visuals import outline_layer
+
+    def make() -> str:
+        small = small_image(session, key, rgb)
+        return outline_layer(_fit(mask.astype(np.float32), small.shape[:2]) >= 0.5, small.shape[:2])
+
+    return session.encoded(("outline",) + key + (region_key,), make)
 
 
 def _caption(e: "Explanation") -> str:
@@ -84,9 +91,9 @@ def panels(session: "AuditSession", file: str, image: str, rgb: np.ndarray, ev: 
 
     out = []
     for i, (title, e) in enumerate(ev.maps):
-        mask = ev.mask if i == 0 else None
-        uri = overlay_uri(session, (file, image, title), rgb, e.heatmap, mask, region_key if mask is not None else None)
-        out.append(Panel(title=title, uri=uri, caption=_caption(e)))
+        outline = outline_uri(session, (file, image), rgb, ev.mask, region_key) if i == 0 and ev.mask is not None else None
+        uri = overlay_uri(session, (file, image, title), rgb, e.heatmap)
+        out.append(Panel(title=title, uri=uri, caption=_caption(e), outline=outline))
     small = small_image(session, (file, image), rgb) if ev.extra_panels else None
     for title, data, kind in ev.extra_panels:
         if kind == "diff":

@@ -168,9 +168,12 @@ class AuditRecorder:
             rgb = loaded.to_uint8()
             image_uri = cards.image_uri(self.session, key, rgb)
             for i, e in enumerate(maps):
-                uri = cards.overlay_uri(self.session, key + (f"{e.model_name}.{e.method}",), rgb, e.heatmap,
-                                        mask if i == 0 else None, id(mask) if i == 0 and mask is not None else None)
-                panels.append(Panel(title=f"{e.model_name}.{e.method}", uri=uri, caption=f"explains {e.target_label!r}"))
+                title = f"{e.model_name}.{e.method}@{e.target}"
+                uri = cards.overlay_uri(self.session, key + (title,), rgb, e.heatmap)
+                outline = (cards.outline_uri(self.session, key, rgb, mask, ("mask", len(self.item.vitaudit_results)))
+                           if i == 0 and mask is not None else None)
+                panels.append(Panel(title=f"{e.model_name}.{e.method}", uri=uri, caption=f"explains {e.target_label!r}",
+                                    outline=outline))
             stats = map_stats(source.heatmap)
         result = ExpectationResult(
             nodeid=self.item.nodeid, file=self.rel, line=line, text=text, kind="python",

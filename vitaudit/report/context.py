@@ -76,6 +76,7 @@ def all_uris(run: RunResults) -> Iterable[str | None]:
         yield r.image_uri
         for p in r.panels:
             yield p.uri
+            yield p.outline
     for iv in run.images:
         yield iv.uri
         for v in iv.views:
@@ -122,7 +123,7 @@ class CardView:
     op_text: str
     threshold_text: str
     gauge: Gauge | None
-    panels: list[tuple[Panel, Pic]]
+    panels: list[tuple[Panel, Pic, Pic]]  # (panel, picture, outline laid over it)
     image: Pic
     topk: list[tuple[Prediction, str, float]]  # prediction, "63.2 %", bar width in %
     stats: list[tuple[str, str]]
@@ -219,7 +220,7 @@ def card_view(index: int, r: ExpectationResult, pics: PicTable) -> CardView:
         op_text=fmt_op(r.op),
         threshold_text=threshold_text if r.threshold is not None else "",
         gauge=_gauge(r) if r.value is not None and r.threshold is not None else None,
-        panels=[(p, pics(p.uri)) for p in r.panels],
+        panels=[(p, pics(p.uri), pics(p.outline)) for p in r.panels],
         image=pics(r.image_uri),
         topk=topk,
         stats=stats,

@@ -34,7 +34,7 @@ def strip_pictures(run: RunResults) -> RunResults:
     """A copy of ``run`` without any picture (the shape ``audit.json`` stores by default)."""
     results = [
         dataclasses.replace(
-            r, image_uri=None, panels=[dataclasses.replace(p, uri="") for p in r.panels]
+            r, image_uri=None, panels=[dataclasses.replace(p, uri="", outline=None) for p in r.panels]
         )
         for r in run.results
     ]

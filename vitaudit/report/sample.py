@@ -193,8 +193,12 @@ def _expectation(j, i, ph, file, maps, overlays, tops, rng, enc, card, original,
     if op == "between" and not passes:
         value = 0.9
     msg = "" if passes else f"{kind} metric of {model}.{method} is {value:.3f}, expected {op} {threshold}"
-    panels = [Panel(f"{model} · {method}", enc(visuals.draw_outline(visuals.overlay(ph.rgb, m), ph.mask), **card),
-                    caption=f"outline: {ph.region}")]
+    # As the plugin does: one overlay per map, the region's outline as a layer over it.
+    h, w = ph.rgb.shape[:2]
+    f = min(1.0, (card.get("max_side") or max(h, w)) / max(h, w))
+    small_hw = (max(1, round(h * f)), max(1, round(w * f)))
+    panels = [Panel(f"{model} · {method}", overlays[(model, method)], caption=f"outline: {ph.region}",
+                    outline=visuals.outline_layer(ph.mask, small_hw))]
     if kind == "comparison":
         panels.append(Panel("resnet · gradcam", overlays[("resnet", "gradcam")]))
     if kind == "baseline":
