@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
-from .context import Ctx, check_keys, label_of, plain, scalar_bool, scalar_int, scalar_str
-from .draft import NAME_RE, option_value
+from .context import Ctx, check_keys, label_of, scalar_bool, scalar_int, scalar_str
+from .draft import NAME_RE, option_mapping
 from .errors import SentenceError, did_you_mean, one_of
 from .model import CROPS, Label, ModelDecl
 from .yamlload import YNode
@@ -111,16 +111,7 @@ def _labels(ctx: Ctx, node: YNode) -> tuple[tuple[str, ...], str | None]:
 
 
 def _model_kwargs(node: YNode) -> tuple[tuple[str, object], ...]:
-    if not node.is_map:
-        raise SentenceError(f"'model_kwargs' must be a mapping like {{img_size: 64}}, got {node.describe()}",
-                            node.line)
-    out = {}
-    for key, value in node.value.items():
-        try:
-            out[key] = option_value(plain(value))
-        except SentenceError as exc:
-            raise SentenceError(f"model_kwargs '{key}': {exc.message}", value.line) from None
-    return tuple(sorted(out.items()))
+    return option_mapping(node, "model_kwargs", "{img_size: 64}", "model_kwargs")
 
 
 def _crop(node: YNode) -> str:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import yaml
 
 from .errors import SentenceError
 from .model import Label, MapRef
+
+if TYPE_CHECKING:
+    from .yamlload import YNode
 
 NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
 NAME_RE = re.compile(rf"^{NAME}$")
@@ -113,6 +117,21 @@ def option_value(value: object) -> object:
         raise SentenceError("an option value cannot be a mapping")
     return value
 
+
+
+def option_mapping(node: YNode, key: str, example: str, what: str) -> tuple[tuple[str, object], ...]:
+    """A mapping of option values (``model_kwargs``, ``method_options``) as sorted pairs."""
+    from .context import plain
+
+    if not node.is_map:
+        raise SentenceError(f"'{key}' must be a mapping like {example}, got {node.describe()}", node.line)
+    out = {}
+    for name, value in node.value.items():
+        try:
+            out[name] = option_value(plain(value))
+        except SentenceError as exc:
+            raise SentenceError(f"{what} '{name}': {exc.message}", value.line) from None
+    return tuple(sorted(out.items()))
 
 def parse_method_options(text: str) -> dict[str, object]:
     """``head_fusion=max, discard_ratio=0.9`` -> ``{"head_fusion": "max", "discard_ratio": 0.9}``.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from .context import label_of, plain, scalar_int, scalar_number, scalar_str
-from .draft import Draft, option_value, parse_mapref
+from .context import label_of, scalar_int, scalar_number, scalar_str
+from .draft import Draft, option_mapping, parse_mapref
 from .errors import SentenceError, did_you_mean, one_of
 from .marks import MARK_KEYS
 from .model import METRICS, OPS, POINTING_OPS, Label, MapRef
@@ -125,18 +125,7 @@ def _maps(node: YNode, lines: dict[str, int]) -> tuple[MapRef, ...]:
 
 
 def _method_options(node: YNode | None) -> tuple[tuple[str, object], ...]:
-    if node is None:
-        return ()
-    if not node.is_map:
-        raise SentenceError(f"'method_options' must be a mapping like {{head_fusion: max}}, got {node.describe()}",
-                            node.line)
-    options = {}
-    for key, value in node.value.items():
-        try:
-            options[key] = option_value(plain(value))
-        except SentenceError as exc:
-            raise SentenceError(f"method option '{key}': {exc.message}", value.line) from None
-    return tuple(sorted(options.items()))
+    return () if node is None else option_mapping(node, "method_options", "{head_fusion: max}", "method option")
 
 
 def _labels(node: YNode) -> tuple[tuple[Label, ...], bool]:
