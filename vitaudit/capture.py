@@ -63,15 +63,6 @@ def rollout_factor(fused: torch.Tensor, config: RolloutConfig) -> tuple[torch.Te
     return fused, fused.sum(dim=-1) + 1.0
 
 
-def rollout_step(fused: torch.Tensor, config: RolloutConfig) -> torch.Tensor:
-    """The explicit factor D^-1 (F + I) as a matrix (for reading and testing; the capture uses
-    :func:`rollout_factor`)."""
-    f, sums = rollout_factor(fused, config)
-    a = f.clone()
-    a.diagonal(dim1=-2, dim2=-1).add_(1.0)
-    return a / sums.unsqueeze(-1)
-
-
 @dataclass
 class AttentionRecord:
     """What one forward left behind (per batch)."""
@@ -199,8 +190,8 @@ class LayerCapture:
     """Context manager: the output of ``module`` becomes a grad-requiring leaf (see module doc).
 
     Use inside ``torch.no_grad()``: the hook switches autograd on from this layer onwards,
-    and leaving the ``no_grad`` block restores the caller's mode. With ``reshape`` the leaf
-    is kept as given but ``activations`` reshapes tokens to (B, C, h, w) maps.
+    and leaving the ``no_grad`` block restores the caller's mode. The leaf keeps the layer's
+    own shape (ViT tokens stay tokens; :class:`ForwardContext` reshapes them to maps).
     """
 
     def __init__(self, module: nn.Module, name: str = ""):

@@ -16,7 +16,7 @@ import difflib
 import json
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -43,7 +43,6 @@ class Built:
     imagenet_subset: str | None = None
     weights: str = "random init"  # a word for the report: where the weights came from
     weights_file: str | None = None  # the file the weights were read from, when known (for its hash)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 Loader = Callable[[str, "LoadRequest"], Built]
@@ -355,4 +354,4 @@ def _load_fixture(name: str, request: LoadRequest) -> Built:
     cfg = dict(card["data_config"])
     cfg["input_size"] = tuple(cfg["input_size"])
     return Built(module, cfg, labels=list(card["labels"]), weights=weights,
-                 weights_file=str(path) if path is not None else None, extra={"card": card})
+                 weights_file=str(path) if path is not None else None)

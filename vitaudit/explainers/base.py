@@ -29,13 +29,11 @@ class Needs:
     cls_rows: bool = False
     rollouts: set[RolloutConfig] = field(default_factory=set)
     layers: set[str] = field(default_factory=set)  # module paths whose output becomes a grad leaf
-    extra_forwards: bool = False  # e.g. Score-CAM's masked inputs
 
     def merge(self, other: "Needs") -> "Needs":
         self.cls_rows |= other.cls_rows
         self.rollouts |= other.rollouts
         self.layers |= other.layers
-        self.extra_forwards |= other.extra_forwards
         return self
 
 

@@ -121,11 +121,6 @@ class ScoreCAMExplainer(CamExplainer):
     cam_class = "ScoreCAM"
     uses_gradients = False
 
-    def needs(self, model: AuditModel, options: dict[str, Any]) -> Needs:
-        needs = super().needs(model, options)
-        needs.extra_forwards = True
-        return needs
-
     def cam_image(self, ctx: ForwardContext, path: str, targets: torch.Tensor,
                   acts: torch.Tensor, grads: torch.Tensor | None) -> np.ndarray:
         # pytorch-grad-cam draws tqdm bars on stderr for every image; keep the terminal quiet.

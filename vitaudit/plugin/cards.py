@@ -31,7 +31,7 @@ def small_image(session: "AuditSession", key: tuple, rgb: np.ndarray) -> np.ndar
     """The image at report size (cached per process)."""
     import cv2
 
-    cache = session.__dict__.setdefault("_small_images", {})
+    cache = session.small_images
     small = cache.get(key)
     if small is None:
         h, w = _small_size(*rgb.shape[:2])
@@ -116,7 +116,7 @@ def model_view(session: "AuditSession", file: str, image: str, rgb: np.ndarray, 
     label, index, p = e.top1
     grid = None
     shape = None
-    shown = session.__dict__.setdefault("_grids_shown", set())
+    shown = session.grids_shown
     if e.cls_attention is not None and (file, image, model_key) not in shown:  # one grid per image and model
         shown.add((file, image, model_key))
         grid = session.encoded(("grid", file, image, model_key),

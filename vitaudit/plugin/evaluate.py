@@ -53,6 +53,7 @@ class Evaluator:
         self.spec = spec
         self.session = session
         self._recent: OrderedDict[tuple, "Explanation"] = OrderedDict()
+        self._plans: dict[str, dict[str, list]] = {}  # model key -> image -> requests
 
     # ------------------------------------------------------------- resources
     def model(self, key: str) -> "AuditModel":
@@ -119,7 +120,7 @@ class Evaluator:
         """Per image (file order), the distinct maps this file's expectations want of a model."""
         from vitaudit.engine import Request, resolve_method
 
-        plans = self.__dict__.setdefault("_plans", {})
+        plans = self._plans
         if model_key in plans:
             return plans[model_key]
         wanted: dict[str, list] = {k: [] for k in self.spec.images}

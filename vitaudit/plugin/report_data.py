@@ -71,7 +71,7 @@ def fill_result(result: dict[str, Any], item: "AuditItem", audit_file: "AuditFil
         result["panels"] = [asdict(p) for p in cards.panels(session, rel, exp.image, rgb, ev, region_key)]
         refs = {r.label: r for r in exp.maps}
         for title, e in ev.maps:
-            if title not in refs or (rel, exp.image, title) in session.outbox._sent_views:
+            if title not in refs or session.outbox.sent((rel, exp.image, title)):
                 continue  # e.g. the re-initialised model's map of a sanity check
             key = refs[title].model
             name = audit_file.spec.models[key].name if key in audit_file.spec.models else key

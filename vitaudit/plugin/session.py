@@ -38,6 +38,9 @@ class Outbox:
     views: list[dict[str, Any]] = field(default_factory=list)
     _sent_views: set[tuple] = field(default_factory=set)
 
+    def sent(self, key: tuple) -> bool:
+        return key in self._sent_views
+
     def add_view(self, key: tuple, view: dict[str, Any]) -> None:
         if key not in self._sent_views:
             self._sent_views.add(key)
@@ -79,6 +82,8 @@ class AuditSession:
         self._masks: dict[tuple, Any] = {}
         self._randomized: dict[tuple, Any] = {}
         self._encoded: dict[tuple, str] = {}
+        self.small_images: dict[tuple, Any] = {}  # images at report size (see plugin.cards)
+        self.grids_shown: set[tuple] = set()  # (file, image, model) with a layer x head grid sent
         self.prefetched: set[tuple] = set()
         self._cache = None
 
