@@ -49,6 +49,59 @@ class ModelView:
 
 
 @dataclass
+class Example:
+    """One image of a dataset shown on an aggregate card (among the worst or the best)."""
+
+    image: str  # path relative to the audit file
+    value: float | None
+    passed: bool | None
+    role: str  # "worst" | "best"
+    panels: list[Panel] = field(default_factory=list)  # overlay(s) with the region outlined
+    label: str | None = None  # the image's class, when the dataset is labelled
+
+
+@dataclass
+class ClassRow:
+    """One class of a dataset in an aggregate card's per-class table."""
+
+    group: str  # the class
+    n_images: int
+    value: float | None  # the aggregate over that class's images
+    share_passing: float | None  # share of its images meeting the per-image check (None: no such check)
+    passed: bool | None  # the class's verdict against the expectation's threshold
+
+
+@dataclass
+class AggregateView:
+    """What an aggregate card draws besides its verdict: the distribution and examples.
+
+    ``per_image_op``/``per_image_threshold`` are the per-image check of the ``for N% of images``
+    form (``op`` may be ``hits``/``misses`` for the pointing game, ``is``/``in`` for predictions);
+    the expectation's own ``op``/``threshold`` then apply to the share. ``edges``/``counts``
+    are a histogram of the per-image values (``len(edges) == len(counts) + 1``).
+    """
+
+    per_image_op: str | None = None
+    per_image_threshold: float | None = None
+    share_passing: float | None = None
+    edges: list[float] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+    examples: list[Example] = field(default_factory=list)
+    per_class: list[ClassRow] = field(default_factory=list)
+    not_counted: list[str] = field(default_factory=list)  # "path: cause" of unreadable images skipped (on_error: skip), first few
+    n_not_counted: int = 0
+    n_without_region: int = 0  # dataset images that do not have the expectation's region
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AggregateView":
+        data = dict(data)
+        data["examples"] = [Example(**{**e, "panels": [Panel(**p) for p in e.get("panels", [])]})
+                            for e in data.get("examples", [])]
+        data["per_class"] = [ClassRow(**c) for c in data.get("per_class", [])]
+        return cls(**data)
+
+
+@dataclass
 class ExpectationResult:
     """The outcome of one expectation (one pytest item)."""
 
@@ -72,6 +125,16 @@ class ExpectationResult:
     map_stats: dict[str, Any] | None = None  # min, max, mean, no_signal, nan_fraction, ...
     panels: list[Panel] = field(default_factory=list)  # overlay (with region outline), baseline, diff, ...
     image_uri: str | None = None  # the original image, downscaled
+    # Dataset expectations (``image`` is then None): one result per aggregate (per class with
+    # ``per class``). ``aggregate``: mean | median | min | max | p<N> | share | accuracy;
+    # ``value``/``op``/``threshold`` are the aggregate's; ``per_image`` lists every image counted
+    # as ``{"image": path relative to the audit file, "value": float | None, "passed": bool | None}``.
+    dataset: str | None = None
+    aggregate: str | None = None
+    group: str | None = None  # the class, for per-class items
+    n_images: int | None = None
+    per_image: list[dict[str, Any]] | None = None
+    aggregate_view: AggregateView | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -82,6 +145,8 @@ class ExpectationResult:
         if data.get("topk") is not None:
             data["topk"] = [Prediction(**p) for p in data["topk"]]
         data["panels"] = [Panel(**p) for p in data.get("panels", [])]
+        if data.get("aggregate_view") is not None:
+            data["aggregate_view"] = AggregateView.from_dict(data["aggregate_view"])
         return cls(**data)
 
 

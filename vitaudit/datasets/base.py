@@ -1,0 +1,80 @@
+"""Plain data for annotated image sets: what a dataset declaration resolves to.
+
+A :class:`Dataset` is an ordered list of :class:`Sample` (one image file each, with its class
+and the regions annotated on it). Loaders (:mod:`.folder`, :mod:`.coco`, :mod:`.voc`,
+:mod:`.csvlist`) build one from a declaration; the dataset pass reads it. Regions are
+*sources* that rasterise on demand at the image's size, so a 10,000-image dataset holds
+paths and annotations, never 10,000 masks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping, Protocol, runtime_checkable
+
+import numpy as np
+
+#: Image file extensions a folder dataset collects (lower case, with the dot).
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+OnError = Literal["fail", "skip"]
+
+
+class DatasetError(ValueError):
+    """A declaration that cannot be turned into a dataset; one line.
+
+    ``field`` names the declaration key at fault (``"folder"``, ``"regions.object"``,
+    ``"csv"``...), so the spec layer can point at its line.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(" ".join(str(message).split()))
+        self.field = field
+
+
+@runtime_checkable
+class RegionSource(Protocol):
+    """One region of one image, rasterised on demand."""
+
+    name: str
+
+    def mask(self, size: tuple[int, int]) -> np.ndarray:
+        """Boolean (H, W) mask at the image's ``size == (H, W)``; raises ``RegionError``."""
+        ...
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a dataset.
+
+    ``path`` is absolute; ``name`` is the image's path relative to the audit file's folder
+    (``/`` separators), which is how reports, ids and failure messages name it.
+    """
+
+    index: int
+    path: str
+    name: str
+    label: str | None = None
+    regions: Mapping[str, RegionSource] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A resolved dataset declaration: its samples in a stable order, and what they carry."""
+
+    key: str
+    kind: Literal["folder", "coco", "voc", "csv"]
+    samples: tuple[Sample, ...]
+    region_names: tuple[str, ...] = ()  # every region name any sample has, sorted
+    classes: tuple[str, ...] = ()  # every label any sample has, sorted; () when unlabelled
+    on_error: OnError = "fail"
+    size: int = 0  # images before `sample:` drew a subset
+    file: str = ""
+    line: int = 0
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.classes)
+
+    def count_with(self, region: str) -> int:
+        """How many samples have ``region``."""
+        return sum(1 for s in self.samples if region in s.regions)
