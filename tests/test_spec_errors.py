@@ -18,7 +18,7 @@ ACCEPTED = ("accepted forms: <model> top1 is <class>; <model> top1 is not <class
             "(mass in <region> <op> <n>, pointing game hits <region>, ...); "
             "agreement(<map>, <map>) <op> <number> [by pearson|spearman|ssim]")
 METRICS = ("top1_is, top1_is_not, top1_in, in_topk, prob, mass_in, pointing_game, energy_pointing_game, iou_top, "
-           "rank_accuracy, agreement, baseline_similarity, deletion_auc, insertion_auc, sanity")
+           "rank_accuracy, agreement, baseline_similarity, deletion_auc, insertion_auc, sanity, accuracy")
 NO_GOAT = "image file not found: images/no_such_goat.jpg (looked for {bad}/images/no_such_goat.jpg)"
 NO_CKPT = "checkpoint file not found: weights/missing.safetensors (looked for {bad}/weights/missing.safetensors)"
 NO_MASK = "region 'body': mask file not found: masks/no_such_mask.png (looked for {bad}/masks/no_such_mask.png)"
@@ -44,7 +44,7 @@ CASES: dict[str, tuple[list[tuple[int, str]], list[str]]] = {
     "unknown_top_key.yaml": ([
         (3, "unknown key 'imgaes' in the audit file (did you mean 'images'?); "
             "keys: models, labels, images, expect, marks, xfail, skip"),
-        (6, "unknown image 'goat': the file declares no images")], []),
+        (6, "unknown image 'goat': the file declares no images or datasets")], []),
     "unknown_model_key.yaml": ([
         (5, UNKNOWN_PRETRAIND),
         (10, f"model 'resnet' is invalid (line 5: {UNKNOWN_PRETRAIND})")], ["vit-top1_is[tabby]"]),

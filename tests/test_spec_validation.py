@@ -59,7 +59,7 @@ EXPECTATION_ERRORS = [
     ("{image: goat, metric: agreement, maps: [vit.rollout, {model: vit, metod: gradcam}], op: '>', value: 0.5}", "unknown key 'metod' in a map (did you mean 'method'?); keys: model, method, method_options, target"),
     ("{image: goat, metric: mass_in, model: vit, method: attention, region: not, op: '>', value: 0.4}", "'region' must be a region name or 'not <name>', got 'not'"),
     ("{image: goat, metric: mass_in, model: vit, method: attention, method_options: [a], region: goat, op: '>', value: 0.4}", "'method_options' must be a mapping like {head_fusion: max}, got a list"),
-    ("{metric: top1_is, model: vit, label: tabby}", "a structured expectation needs 'image' (an image key, or \"*\" for every image)"),
+    ("{metric: top1_is, model: vit, label: tabby}", "a structured expectation needs 'image' (an image key, or \"*\" for every image) or 'dataset'"),
 ]
 
 

@@ -104,6 +104,9 @@ def attention_blocks(model: nn.Module) -> list[nn.Module]:
 class AttentionCapture:
     """Context manager: hooks on every block that record CLS attention rows and rollouts."""
 
+    #: Bytes of attention matrices computed at once when rollouts need whole matrices.
+    CHUNK_BYTES = 2 * 2**20
+
     def __init__(self, model: nn.Module, rollouts: tuple[RolloutConfig, ...] = (), cls_token: int = 0):
         self.attns = attention_blocks(model)
         self.rollout_configs = tuple(dict.fromkeys(rollouts))
@@ -159,22 +162,25 @@ class AttentionCapture:
                 logits = logits + bias[..., self.cls_token : self.cls_token + 1, :]
             self.record.cls_rows.append(logits.softmax(dim=-1)[:, :, 0])
             return
-        # Image by image: the (heads, N, N) matrices of one image stay in cache, which is over
-        # twice as fast on a CPU as one batched (B, heads, N, N) pass.
+        # In chunks of images whose (heads, N, N) matrices fit in cache together: one image at a
+        # time for ViT-B (over twice as fast on a CPU as one batched pass), many at once for
+        # small models, where per-image calls would cost more than the arithmetic.
+        b_all, heads, n = q.shape[0], q.shape[1], q.shape[-2]
+        chunk = max(1, self.CHUNK_BYTES // max(1, heads * n * n * 4))
         rows = []
         factors: dict[RolloutConfig, list[tuple[torch.Tensor, torch.Tensor]]] = {cfg: [] for cfg in self.rollout_configs}
-        for b in range(q.shape[0]):
-            logits = torch.matmul(q[b], k[b].transpose(-2, -1)).mul_(scale)
+        for b in range(0, b_all, chunk):
+            logits = torch.matmul(q[b : b + chunk], k[b : b + chunk].transpose(-2, -1)).mul_(scale)
             if bias is not None:
-                logits = logits + (bias[b] if bias.dim() == 4 and bias.shape[0] == q.shape[0] else bias)
-            attn = logits.softmax(dim=-1)  # (heads, N, N)
-            rows.append(attn[:, self.cls_token])
+                logits = logits + (bias[b : b + chunk] if bias.dim() == 4 and bias.shape[0] == b_all else bias)
+            attn = logits.softmax(dim=-1)  # (chunk, heads, N, N)
+            rows.append(attn[:, :, self.cls_token])
             for cfg in self.rollout_configs:
                 factors[cfg].append(rollout_factor(fuse_heads(attn, cfg.head_fusion), cfg))
-        self.record.cls_rows.append(torch.stack(rows))
-        for cfg, per_image in factors.items():
-            fused, sums = zip(*per_image)
-            self.record.steps.setdefault(cfg, []).append((torch.stack(fused), torch.stack(sums)))
+        self.record.cls_rows.append(torch.cat(rows))
+        for cfg, per_chunk in factors.items():
+            fused, sums = zip(*per_chunk)
+            self.record.steps.setdefault(cfg, []).append((torch.cat(fused), torch.cat(sums)))
 
     def _bias(self, i: int, n: int, like: torch.Tensor) -> torch.Tensor | None:
         mask, causal = self._mask.get(i, (None, False))

@@ -108,11 +108,25 @@ def prefetch(
     return [found[i] for i in range(len(loaded))]
 
 
+def run_batch(model: AuditModel, images: Sequence[LoadedImage], requests: Sequence[Sequence[Request]], *,
+              crop: Crop | None = None, cls_rows: bool = False) -> list[ImageEntry]:
+    """One forward (and at most one backward per target round) for a batch, with no cache.
+
+    The dataset pass uses this: every image is new, and only per-image values are kept.
+    ``cls_rows`` also keeps each ViT's per-layer CLS attention (for the report's mosaic).
+    """
+    prep = _preprocessing(model, crop)
+    return _run_batch(model, list(images), list(requests), [None] * len(images), prep, None, cls_rows=cls_rows)
+
+
 def _run_batch(model: AuditModel, images: list[LoadedImage], requests: list[Sequence[Request]],
-               keys: list[tuple], prep: Preprocessing, cache: ExplanationCache) -> list[ImageEntry]:
+               keys: list[tuple | None], prep: Preprocessing, cache: ExplanationCache | None,
+               cls_rows: bool = True) -> list[ImageEntry]:
     inputs, geometries = zip(*(prep(im) for im in images))
-    x = torch.stack(inputs).to(model.device)
-    needs = Needs(cls_rows=model.family == "vit")
+    x = torch.stack(inputs)
+    if model.device.type == "cuda":  # page-locked, so the copy overlaps the host's work
+        x = x.pin_memory().to(model.device, non_blocking=True)
+    needs = Needs(cls_rows=cls_rows and model.family == "vit")
     for reqs in requests:
         for r in reqs:
             needs.merge(r.explainer.needs(model, dict(r.options)))
@@ -124,7 +138,7 @@ def _run_batch(model: AuditModel, images: list[LoadedImage], requests: list[Sequ
     entries: list[ImageEntry] = []
     sizes: list[int] = []
     for i, key in enumerate(keys):
-        entry = cache.get(key)
+        entry = cache.get(key) if cache is not None else None
         if entry is None:
             entry = ImageEntry(probs=probs[i], geometry=geometries[i])
         sizes.append(entry.nbytes())
@@ -160,6 +174,8 @@ def _run_batch(model: AuditModel, images: list[LoadedImage], requests: list[Sequ
                 if rnd < len(wanted):
                     t = None if not req.explainer.class_specific else wanted[rnd]
                     entries[i].maps[(req.key, t)] = np.ascontiguousarray(maps[i], dtype=np.float32)
+    if cache is None:
+        return entries
     for key, entry, before in zip(keys, entries, sizes):
         if cache.get(key) is entry:
             cache.touch(key, entry, before)
@@ -229,24 +245,25 @@ def explain_batch(
     entries = prefetch(model, loaded, requests, batch_size=batch_size, crop=crop, cache=cache)
     out = []
     for entry, reqs in zip(entries, requests):
-        top1 = int(np.argmax(entry.probs))
-        result = {}
-        for (name, _, _), req in zip(resolved, reqs):
-            mk = _map_key(req, top1)
-            target = top1 if req.target is None else req.target
-            result[name] = Explanation(
-                method=req.key,
-                model_name=model.name,
-                target=target,
-                target_label=model.labels[target],
-                probs=entry.probs,
-                labels=model.labels,
-                raw=entry.maps[mk],
-                geometry=entry.geometry,
-                cls_attention=None if entry.cls_attention is None else entry.cls_attention.astype(np.float32),
-            )
-        out.append(result)
+        out.append({name: explanation_of(model, entry, req) for (name, _, _), req in zip(resolved, reqs)})
     return out
+
+
+def explanation_of(model: AuditModel, entry: ImageEntry, req: Request) -> Explanation:
+    """The :class:`Explanation` of one request from an image's entry (which must hold its map)."""
+    top1 = int(np.argmax(entry.probs))
+    target = top1 if req.target is None else req.target
+    return Explanation(
+        method=req.key,
+        model_name=model.name,
+        target=target,
+        target_label=model.labels[target],
+        probs=entry.probs,
+        labels=model.labels,
+        raw=entry.maps[_map_key(req, top1)],
+        geometry=entry.geometry,
+        cls_attention=None if entry.cls_attention is None else entry.cls_attention.astype(np.float32),
+    )
 
 
 def explain(

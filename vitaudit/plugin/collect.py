@@ -46,7 +46,33 @@ class AuditFile(pytest.File):
         for exp in self.spec.expectations:
             by_image.setdefault(exp.image, []).append(exp)
         for image, exps in by_image.items():
-            yield ImageNode.from_parent(self, name=image, expectations=exps)
+            if exps[0].dataset is not None:
+                from .dataset_items import DatasetNode
+
+                yield DatasetNode.from_parent(self, name=image, dataset=self.spec.datasets[image], expectations=exps)
+            else:
+                yield ImageNode.from_parent(self, name=image, expectations=exps)
+
+    def dataset_run(self, key: str):
+        """The pass over dataset ``key`` for every expectation of this file on it (run once)."""
+        runs = self.__dict__.setdefault("_dataset_runs", {})
+        if key not in runs:
+            from vitaudit.engine import default_batch_size
+
+            from .dataset_pass import run_dataset
+            from .progress import Progress
+
+            ev = self.evaluator()
+            exps = [e for e in self.spec.expectations if e.dataset == key]
+            dataset = self.spec.datasets[key]
+            progress = Progress(self.config, f"{self.rel}::{key}")
+            models = [ev.model(k) for k in dict.fromkeys(m for e in exps for m in [e.model] + [r.model for r in e.maps]
+                                                        if m and m in self.spec.models)
+                      if _loads(ev, k)]
+            size = ev.session.batch_size or max([default_batch_size(m) for m in models] or [8]) * 4
+            runs[key] = run_dataset(ev, dataset, exps, batch_size=size, progress=progress)
+            progress.close(len(dataset.samples), len(dataset.samples))
+        return runs[key]
 
     def evaluator(self):
         ev = getattr(self, "_evaluator", None)
@@ -159,3 +185,12 @@ class SpecErrorItem(_Reported):
 
         self.vitaudit_results = [report_data.error_result(self)]
         raise AuditInputError(f"{self.parent.rel}:{self.error.line}: {self.error.message}")
+
+
+def _loads(ev, key: str) -> bool:
+    """Whether model ``key`` loads (its items report it when it does not)."""
+    try:
+        ev.model(key)
+    except BaseException:  # noqa: BLE001 - AuditInputError or a skip; the plan records it per item
+        return False
+    return True

@@ -183,12 +183,21 @@ class Evaluator:
         return f"{exp.op} {fmt(exp.value)}"
 
     # ------------------------------------------------------------- prediction
-    def _prediction(self, exp: "Expectation") -> Evaluation:
+    def probs(self, model_key: str, image_key: str) -> np.ndarray:
+        """The model's softmax on an image (from the pass that explained it, when there was one)."""
         from vitaudit.engine import predict
 
+        self.prefetch(model_key, image_key)
+        return predict(self.model(model_key), [self.image(image_key)], cache=self.session.cache,
+                       batch_size=self.session.batch_size)[0]
+
+    def baseline_key(self, exp: "Expectation") -> str:
+        """Which image a stored baseline map belongs to (a dataset's evaluator names its image)."""
+        return exp.image
+
+    def _prediction(self, exp: "Expectation") -> Evaluation:
         model = self.model(exp.model)
-        self.prefetch(exp.model, exp.image)
-        probs = predict(model, [self.image(exp.image)], cache=self.session.cache, batch_size=self.session.batch_size)[0]
+        probs = self.probs(exp.model, exp.image)
         order = np.argsort(-probs, kind="stable")
         top1 = int(order[0])
         topk = [(model.labels[i], int(i), float(probs[i])) for i in order[:5]]
@@ -264,7 +273,7 @@ class Evaluator:
 
         ref = exp.maps[0]
         e = self.explanation(ref, exp.image)
-        path = baselines.path_for(self.spec.path, exp.image, ref)
+        path = baselines.path_for(self.spec.path, self.baseline_key(exp), ref)
         if self.session.update_baselines:
             baselines.save(path, e.heatmap)
             return Evaluation(True, None, f"baseline written to {baselines.shown(path)}", maps=[(ref.label, e)],
@@ -272,7 +281,7 @@ class Evaluator:
         stored = baselines.load(path)
         if stored is None:
             raise AuditFailure(
-                f"no baseline for {ref.label} on '{exp.image}' at {baselines.shown(path)}; create it with: "
+                f"no baseline for {ref.label} on '{self.baseline_key(exp)}' at {baselines.shown(path)}; create it with: "
                 f"pytest {baselines.shown(self.spec.path)} --audit-update-baselines"
             )
         current = metrics.resize_map(e.heatmap, stored.shape)

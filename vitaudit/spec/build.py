@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from vitaudit.regions import Region, RegionRef
 
+from .aggregates import build_dataset, dataset_region, not_on_images
 from .draft import Draft
 from .errors import SentenceError, did_you_mean, one_of
 from .model import (METHODS, METRIC_OPTIONS, METRICS, OPS, OPTION_CHOICES, POINTING_OPS, Expectation, ImageDecl,
@@ -25,12 +26,23 @@ class Declarations:
     regions: dict[str, dict[str, Region]] = field(default_factory=dict)  # image -> valid regions
     bad_regions: dict[str, dict[str, str]] = field(default_factory=dict)  # image -> region -> why
     label_groups: dict[str, tuple[Label, ...]] = field(default_factory=dict)
+    datasets: dict[str, "Dataset"] = field(default_factory=dict)  # valid datasets
+    bad_datasets: dict[str, str] = field(default_factory=dict)  # dataset key -> "line N: problem"
 
 
 def build(draft: Draft, image: str, decls: Declarations) -> Expectation:
     """The expectation ``draft`` describes, on ``image``; raise :class:`SentenceError` if it cannot be."""
     lines = draft.lines
-    _check_image(image, decls, lines.get("image"))
+    on_dataset = image in decls.datasets
+    if on_dataset:
+        if draft.metric == "accuracy":
+            _check_model(draft.model, decls, lines.get("model"))
+            _check_op(draft, lines)
+            return build_dataset(Expectation(id="", image=image, kind="prediction", metric="accuracy",
+                                             model=draft.model, op=draft.op, value=draft.value), draft, decls)
+    else:
+        _check_image(image, decls, lines.get("image"))
+        not_on_images(draft, image, lines.get("image"))
     metric = draft.metric
     if metric not in METRICS:  # pragma: no cover - the readers only produce known metrics
         raise SentenceError(f"unknown metric '{metric}'")
@@ -43,7 +55,9 @@ def build(draft: Draft, image: str, decls: Declarations) -> Expectation:
         if ref.method not in METHODS:
             raise SentenceError(f"unknown method '{ref.method}'{did_you_mean(ref.method, METHODS)}; "
                                 f"methods: {', '.join(METHODS)}", lines.get("method", map_line))
-    region = _region(draft.region, image, decls, lines.get("region")) if draft.region else None
+    region = None
+    if draft.region:
+        region = (dataset_region if on_dataset else _region)(draft.region, image, decls, lines.get("region"))
     labels = draft.labels
     for label in labels:
         _check_label(label, lines.get("labels"))
@@ -60,22 +74,26 @@ def build(draft: Draft, image: str, decls: Declarations) -> Expectation:
     _check_op(draft, lines)
     options = _options(draft)
     single = len(draft.maps) == 1
-    return Expectation(
+    exp = Expectation(
         id="", image=image, kind=METRICS[metric], metric=metric,
         model=draft.model if draft.model is not None else (draft.maps[0].model if single else None),
         maps=draft.maps, labels=labels, label_groups=groups, k=draft.k, region=region,
         op=draft.op, value=draft.value, options=options,
     )
+    return build_dataset(exp, draft, decls) if on_dataset else exp
 
 
 def _check_image(image: str, decls: Declarations, line: int | None) -> None:
+    if image in decls.bad_datasets:
+        raise SentenceError(f"dataset '{image}' is invalid ({decls.bad_datasets[image]})", line)
     if image in decls.bad_images:
         raise SentenceError(f"image '{image}' is invalid ({decls.bad_images[image]})", line)
     if image not in decls.images:
-        if not decls.image_order:
-            raise SentenceError(f"unknown image '{image}': the file declares no images", line)
-        raise SentenceError(f"unknown image '{image}'{did_you_mean(image, decls.image_order)}; "
-                            f"images: {', '.join(decls.image_order)}", line)
+        known = list(decls.image_order) + [k for k in decls.datasets if k not in decls.image_order]
+        if not known:
+            raise SentenceError(f"unknown image '{image}': the file declares no images or datasets", line)
+        what = "images" if not decls.datasets else "images and datasets"
+        raise SentenceError(f"unknown image '{image}'{did_you_mean(image, known)}; {what}: {', '.join(known)}", line)
 
 
 def _check_model(key: str, decls: Declarations, line: int | None) -> None:

@@ -39,6 +39,9 @@ class Draft:
     value: float | None = None
     options: dict[str, object] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
+    aggregate: str | None = None  # dataset expectations: mean | median | min | max | p<N> | share | accuracy
+    share: float | None = None  # ``for N% of images``, as a fraction
+    group: str | None = None  # ``per class``
 
 
 def parse_number(text: str, what: str = "threshold") -> float:

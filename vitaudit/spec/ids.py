@@ -2,7 +2,8 @@
 
 ``<subject>-<metric>[<args>]`` where the subject is the model (predictions) or the map
 (``vit.rollout(head_fusion=max)``, ``vit.gradcam@tabby``), the args are the classes or the region,
-then every option whose value differs from its default as ``name=value``. ``agreement`` has no
+then every option whose value differs from its default as ``name=value``, then for dataset
+expectations the aggregate (``mean``, ``p90``, ``90%``) and ``per_class``. ``agreement`` has no
 subject: ``agreement[vit.rollout,resnet.gradcam]``. Duplicates within one image get ``-2``, ``-3``...
 """
 from __future__ import annotations
@@ -36,6 +37,10 @@ def base_id(exp: Expectation) -> str:
         if name in defaults and value != defaults[name]:
             unit = {"within": "px", "top": "%"}.get(name, "")
             args.append(f"{name}={format_value(value)}{unit}")
+    if exp.dataset is not None and exp.aggregate not in (None, "accuracy"):
+        args.append(f"{exp.share * 100:g}%" if exp.aggregate == "share" else exp.aggregate)
+    if exp.group is not None:
+        args.append(f"per_{exp.group}")
     head = f"{subject}-{metric}" if subject else metric
     return head + (f"[{','.join(args)}]" if args else "")
 

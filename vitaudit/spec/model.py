@@ -6,11 +6,14 @@ given to :func:`vitaudit.spec.parse_audit_file`; ``line`` fields are 1-based.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 from vitaudit.regions import Region, RegionRef
 
 from .errors import SpecError
+
+if TYPE_CHECKING:
+    from vitaudit.datasets.base import Dataset
 
 #: A class as written in an audit file: a name (any synonym of a model's label, or a group name
 #: from ``labels:``) or a class index.
@@ -38,7 +41,19 @@ METRICS: dict[str, str] = {
     "deletion_auc": "faithfulness",
     "insertion_auc": "faithfulness",
     "sanity": "sanity",
+    "accuracy": "prediction",  # datasets only: top-1 against each image's label
 }
+
+#: Aggregate words of dataset expectations (``p<N>`` is the N-th percentile, 0 <= N <= 100),
+#: besides ``share`` (``... for 90% of images``) and ``accuracy``.
+AGGREGATE_WORDS: tuple[str, ...] = ("mean", "median", "min", "max")
+#: Metrics whose per-image value is a number, so an aggregate word applies to them.
+NUMERIC_METRICS: tuple[str, ...] = (
+    "prob", "mass_in", "energy_pointing_game", "iou_top", "rank_accuracy", "agreement", "baseline_similarity",
+    "deletion_auc", "insertion_auc", "sanity",
+)
+#: Ways to group a dataset expectation into one item per group.
+GROUPS: tuple[str, ...] = ("class",)
 
 #: Comparison operators of thresholded metrics.
 OPS: tuple[str, ...] = (">", ">=", "<", "<=")
@@ -145,6 +160,11 @@ class Expectation:
     - ``options``: the metric's options (:data:`METRIC_OPTIONS`, defaults filled in), sorted.
     - ``text``: the expectation as written, on one line; ``file``/``line`` where.
     - ``marks``: file-level marks first, then the expectation's own.
+    - Dataset expectations (``dataset`` set, ``image`` is then the dataset key too):
+      ``aggregate`` is ``mean``/``median``/``min``/``max``/``p<N>``/``accuracy`` (``op``/``value``
+      apply to the aggregate) or ``share`` (``op``/``value`` are the per-image check and
+      ``share`` the fraction of images that must meet it); ``group`` is ``"class"`` for one
+      item per class.
     """
 
     id: str
@@ -164,6 +184,10 @@ class Expectation:
     file: str = ""
     line: int = 0
     marks: tuple[Mark, ...] = ()
+    dataset: str | None = None
+    aggregate: str | None = None
+    share: float | None = None
+    group: str | None = None
 
     def option(self, name: str, default: object = None) -> object:
         """The value of option ``name``."""
@@ -178,6 +202,7 @@ class AuditSpec:
     models: dict[str, ModelDecl] = field(default_factory=dict, hash=False)  # valid models only
     label_groups: dict[str, tuple[Label, ...]] = field(default_factory=dict, hash=False)
     images: dict[str, ImageDecl] = field(default_factory=dict, hash=False)  # valid images only
+    datasets: dict[str, "Dataset"] = field(default_factory=dict, hash=False)  # valid datasets only
     expectations: tuple[Expectation, ...] = ()
     errors: tuple[SpecError, ...] = ()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from .aggregates import parse_dataset_sentence
 from .build import Declarations, build
 from .context import Ctx, check_keys, scalar_str
 from .decls import parse_label_groups, parse_models
@@ -63,7 +64,7 @@ def parse_audit_file(path: str | Path) -> AuditSpec:
             expectations.extend(_expectation(ctx, item, decls, file_marks))
     errors = sorted(ctx.errors, key=lambda e: e.line)
     return AuditSpec(path=file, models=decls.models, label_groups=decls.label_groups, images=decls.images,
-                     expectations=tuple(assign_ids(expectations)), errors=tuple(errors))
+                     datasets=decls.datasets, expectations=tuple(assign_ids(expectations)), errors=tuple(errors))
 
 
 def _read(ctx: Ctx, path: Path) -> str | None:
@@ -88,7 +89,7 @@ def _expectation(ctx: Ctx, item: YNode, decls: Declarations, file_marks: tuple[M
             hint = "; add the image: - <image>: <sentence>" if item.is_scalar else ""
             raise SentenceError(f"an expectation is '- <image>: <sentence>' or a mapping with metric:, "
                                 f"got {item.describe()}{hint}", item.line)
-        if "metric" in item.value or "image" in item.value:
+        if "metric" in item.value or "image" in item.value or "dataset" in item.value:
             image_key, draft = parse_structured(item)
         else:
             image_key, draft, text = _sentence_item(item, decls)
@@ -121,7 +122,8 @@ def _sentence_item(item: YNode, decls: Declarations) -> tuple[str, Draft, str]:
     if not keys:
         raise SentenceError("an expectation needs '<image>: <sentence>' besides its options", item.line)
     if len(keys) > 1:
-        images = [k for k in keys if k in decls.image_order or k == "*"]
+        images = [k for k in keys if k in decls.image_order or k in decls.datasets or k in decls.bad_datasets
+                  or k == "*"]
         others = [k for k in keys if k not in images]
         if any(k in STRUCTURED_KEYS for k in others):
             raise SentenceError("a structured expectation needs 'metric' and 'image'", item.line)
@@ -138,8 +140,9 @@ def _sentence_item(item: YNode, decls: Declarations) -> tuple[str, Draft, str]:
         raise SentenceError(f"expected a sentence after '{image}:', got {node.describe()}", node.line)
     sentence = " ".join(node.value.split())
     text = f"{image}: {sentence}"
+    reader = parse_dataset_sentence if image in decls.datasets or image in decls.bad_datasets else parse_sentence
     try:
-        draft = parse_sentence(sentence)
+        draft = reader(sentence)
     except SentenceError as exc:
         raise SentenceError(exc.message, exc.line or node.line) from None
     draft.lines["image"] = item.key_line(image)
@@ -148,7 +151,7 @@ def _sentence_item(item: YNode, decls: Declarations) -> tuple[str, Draft, str]:
 
 def _text_of(item: YNode, image_key: str | None) -> str:
     """The item on one line: ``goat: <sentence>`` for the sentence form, else its source."""
-    if item.is_map and image_key is not None and "image" not in item.value and "metric" not in item.value:
+    if item.is_map and image_key is not None and not {"image", "metric", "dataset"} & set(item.value):
         node = item.value[image_key]
         if node.is_scalar and isinstance(node.value, str):
             return f"{image_key}: {' '.join(node.value.split())}"
@@ -159,8 +162,8 @@ def _image_key_of(item: YNode) -> str | None:
     """The image an item is about, as far as can be told before parsing it (for error reports)."""
     if not item.is_map:
         return None
-    if "image" in item.value or "metric" in item.value:
-        node = item.value.get("image")
+    if "image" in item.value or "metric" in item.value or "dataset" in item.value:
+        node = item.value.get("image", item.value.get("dataset"))
         return node.raw if node is not None and node.is_scalar else None
     keys = [k for k in item.value if k not in ITEM_OPTION_KEYS]
     return keys[0] if keys else None

@@ -30,9 +30,12 @@ METRIC_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "deletion_auc": (("model", "method") + _THRESH, _MAP + ("steps", "baseline")),
     "insertion_auc": (("model", "method") + _THRESH, _MAP + ("steps", "baseline")),
     "sanity": (("model", "method") + _THRESH, _MAP + ("layers", "by")),
+    "accuracy": (("model",) + _THRESH, ()),
 }
+#: Keys of dataset expectations (``dataset:`` instead of ``image:``).
+DATASET_KEYS = ("dataset", "aggregate", "share", "group")
 OPTION_KEYS = ("within", "top", "by", "layers", "steps", "baseline")
-COMMON_KEYS = ("image", "metric", "id") + MARK_KEYS
+COMMON_KEYS = ("image", "metric", "id") + DATASET_KEYS + MARK_KEYS
 STRUCTURED_KEYS = COMMON_KEYS + tuple(dict.fromkeys(
     k for req, opt in METRIC_KEYS.values() for k in req + opt))
 MAP_KEYS = ("model", "method", "method_options", "target")
@@ -51,10 +54,13 @@ def parse_structured(node: YNode) -> tuple[str, Draft]:
     if metric not in METRICS:
         raise SentenceError(f"unknown metric '{metric}'{did_you_mean(metric, METRICS)}; "
                             f"metrics: {', '.join(METRICS)}", values["metric"].line)
-    if "image" not in values:
-        raise SentenceError("a structured expectation needs 'image' (an image key, or \"*\" for every image)",
-                            node.line)
-    image = scalar_str(values["image"], "'image'")
+    if "image" in values and "dataset" in values:
+        raise SentenceError("a structured expectation has 'image' or 'dataset', not both", node.key_line("dataset"))
+    if "image" not in values and "dataset" not in values:
+        raise SentenceError("a structured expectation needs 'image' (an image key, or \"*\" for every image) "
+                            "or 'dataset'", node.line)
+    subject = "dataset" if "dataset" in values else "image"
+    image = scalar_str(values[subject], f"'{subject}'")
     required, optional = METRIC_KEYS[metric]
     for key, key_node in node.keys.items():
         if key not in COMMON_KEYS + required + optional:
@@ -65,7 +71,8 @@ def parse_structured(node: YNode) -> tuple[str, Draft]:
             raise SentenceError(f"metric {metric} needs '{key}'", node.line)
     draft = Draft(metric)
     draft.lines = {key: key_node.line for key, key_node in node.keys.items()}
-    draft.lines["image"] = values["image"].line
+    draft.lines["image"] = values[subject].line
+    _dataset_keys(values, subject, draft)
     if "maps" in values:
         draft.maps = _maps(values["maps"], draft.lines)
     if "model" in values:
@@ -173,3 +180,51 @@ def _number_or_text(text: str) -> object:
         return float(text)
     except ValueError:
         return text
+
+
+def _dataset_keys(values: dict[str, YNode], subject: str, draft: Draft) -> None:
+    """``aggregate:``, ``share:`` and ``group:`` (datasets only)."""
+    from .aggregates import _AGGREGATE
+    from .model import AGGREGATE_WORDS, GROUPS
+
+    given = [k for k in DATASET_KEYS[1:] if k in values]
+    if given and subject != "dataset":
+        raise SentenceError(f"'{given[0]}' applies to dataset expectations (dataset: <key>)", values[given[0]].line)
+    if "aggregate" in values and "share" in values:
+        raise SentenceError("give 'aggregate' or 'share', not both", values["share"].line)
+    if draft.metric == "accuracy":
+        draft.aggregate = "accuracy"
+        if "aggregate" in values or "share" in values:
+            key = "aggregate" if "aggregate" in values else "share"
+            raise SentenceError("accuracy is already an aggregate; drop 'aggregate'/'share'", values[key].line)
+    elif "aggregate" in values:
+        word = scalar_str(values["aggregate"], "'aggregate'").lower()
+        m = _AGGREGATE.match(f"{word} x")
+        if m is None or m["rest"] != "x":
+            raise SentenceError(f"'aggregate' must be {', '.join(AGGREGATE_WORDS)} or p<N>, got '{word}'"
+                                f"{did_you_mean(word, AGGREGATE_WORDS)}", values["aggregate"].line)
+        if m["pct"] is not None:
+            pct = scalar_number_text(m["pct"], values["aggregate"].line)
+            word = f"p{pct:g}"
+        draft.aggregate = word
+    elif subject == "dataset":
+        draft.aggregate = "share"
+        draft.share = scalar_number(values["share"], "'share'") if "share" in values else 1.0
+        if not 0 < draft.share <= 1:
+            raise SentenceError(f"'share' is a fraction of the images in (0, 1], got {draft.share:g}",
+                                values["share"].line)
+    if "group" in values:
+        group = scalar_str(values["group"], "'group'")
+        if group not in GROUPS:
+            raise SentenceError(f"'group' must be {one_of(GROUPS)}, got '{group}'", values["group"].line)
+        draft.group = group
+
+
+def scalar_number_text(text: str, line: int) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise SentenceError(f"percentile must be a number, got '{text}'", line) from None
+    if not 0 <= value <= 100:
+        raise SentenceError(f"percentile must be in [0, 100], got {text}", line)
+    return value

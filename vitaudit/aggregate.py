@@ -1,0 +1,160 @@
+"""Aggregate verdicts over a dataset: per-image values in, one number and a verdict out.
+
+Pure functions over :class:`ImageValue` lists, independent of models and pytest, so values
+computed on different shards (processes, GPUs, machines) merge by concatenation in any
+order (:func:`merge`) before aggregating.
+
+- ``mean | median | min | max | p<N>``: of the images that have a value; ``op``/``threshold``
+  apply to the result.
+- ``share`` (Great Expectations' ``mostly``): the fraction of counted images whose per-image
+  check passed must be at least ``share``; an image whose value could not be measured (no
+  signal in its map) counts as not passing, as the single-image expectation would fail.
+- ``accuracy``: the fraction of images whose top-1 is their label; ``op``/``threshold`` apply.
+"""
+from __future__ import annotations
+
+import math
+import operator
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+OPS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt,
+                                                  "<=": operator.le}
+_PERCENTILE = re.compile(r"^p(?P<q>[0-9.]+)$")
+
+
+@dataclass(frozen=True)
+class ImageValue:
+    """One image's measurement for one expectation.
+
+    ``value`` is the per-image number (``None`` when it could not be measured, see ``error``);
+    ``passed`` the per-image check (``None`` for aggregate words, which have none).
+    """
+
+    index: int  # the image's position in the dataset: the merge order
+    image: str  # path relative to the audit file
+    value: float | None
+    passed: bool | None
+    label: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An aggregate: its value, whether it meets the threshold, and over how many images."""
+
+    value: float | None
+    passed: bool
+    n_images: int  # images counted
+    n_missing: int  # counted images without a value (their ``error`` says why)
+    share_passing: float | None  # fraction of counted images whose per-image check passed
+
+
+def merge(*shards: Iterable[ImageValue]) -> list[ImageValue]:
+    """Concatenate shards of per-image values (any order) into dataset order."""
+    return sorted((v for shard in shards for v in shard), key=lambda v: v.index)
+
+
+def aggregate_value(kind: str, values: Sequence[float]) -> float | None:
+    """``mean``/``median``/``min``/``max``/``p<N>`` of ``values``; ``None`` when there are none."""
+    if not len(values):
+        return None
+    arr = np.asarray(values, dtype=np.float64)
+    if kind == "mean":
+        return float(arr.mean())
+    if kind == "median":
+        return float(np.median(arr))
+    if kind == "min":
+        return float(arr.min())
+    if kind == "max":
+        return float(arr.max())
+    m = _PERCENTILE.match(kind)
+    if m is not None:
+        q = float(m["q"])
+        if not 0 <= q <= 100:
+            raise ValueError(f"percentile must be in [0, 100], got {q:g}")
+        return float(np.percentile(arr, q, method="linear"))
+    raise ValueError(f"unknown aggregate {kind!r}; use mean, median, min, max or p<N>")
+
+
+def verdict(kind: str, values: Sequence[ImageValue], op: str | None, threshold: float | None,
+            share: float | None = None) -> Verdict:
+    """The aggregate ``kind`` over ``values`` and its verdict.
+
+    ``share``: ``op``/``threshold`` are ignored (the per-image checks are in ``passed``) and
+    the verdict is ``share_passing >= share``. Otherwise ``op``/``threshold`` apply to the
+    aggregate. No counted image at all is a failed verdict with value ``None``.
+    """
+    n = len(values)
+    measured = [v.value for v in values if v.value is not None and math.isfinite(v.value)]
+    checks = [v.passed for v in values if v.passed is not None]
+    share_passing = (sum(1 for v in values if v.passed) / n) if n and (checks or kind in ("share", "accuracy")) else None
+    if kind == "share":
+        if share is None:
+            raise ValueError("a share aggregate needs the share of images that must pass")
+        value = share_passing
+        passed = value is not None and value >= share - 1e-12
+    elif kind == "accuracy":
+        value = share_passing
+        passed = value is not None and OPS[str(op)](value, float(threshold))  # type: ignore[arg-type]
+    else:
+        value = aggregate_value(kind, measured)
+        passed = value is not None and OPS[str(op)](value, float(threshold))  # type: ignore[arg-type]
+    return Verdict(value, bool(passed), n, n - len(measured), share_passing)
+
+
+def higher_is_better(op: str | None) -> bool:
+    """Whether a larger per-image value is the better one, for ordering worst and best."""
+    return op not in ("<", "<=", "misses")
+
+
+def ranked(values: Sequence[ImageValue], op: str | None) -> list[ImageValue]:
+    """Worst first: failing images, then those without a value, then by value towards failing."""
+    sign = 1.0 if higher_is_better(op) else -1.0
+
+    def badness(v: ImageValue) -> tuple:
+        failed = 0 if v.passed is False else 1
+        missing = 0 if v.value is None else 1
+        score = sign * v.value if v.value is not None else 0.0
+        return (failed, missing, score, v.index)
+
+    return sorted(values, key=badness)
+
+
+def worst_and_best(values: Sequence[ImageValue], op: str | None, worst: int = 6,
+                   best: int = 3) -> tuple[list[ImageValue], list[ImageValue]]:
+    """The ``worst`` worst images and the ``best`` best ones (never the same image twice)."""
+    order = ranked(values, op)
+    low = order[:worst]
+    taken = {v.index for v in low}
+    high = [v for v in reversed(order) if v.index not in taken and v.value is not None][:best]
+    return low, high
+
+
+def histogram(values: Sequence[ImageValue], marks: Sequence[float | None] = (), bins: int = 20
+              ) -> tuple[list[float], list[int]]:
+    """Edges and counts of the per-image values; the range covers ``marks`` (thresholds) too."""
+    data = np.asarray([v.value for v in values if v.value is not None and math.isfinite(v.value)], dtype=np.float64)
+    points = [float(m) for m in marks if m is not None and math.isfinite(m)]
+    if not data.size:
+        return [], []
+    lo = float(min([data.min(), *points]))
+    hi = float(max([data.max(), *points]))
+    if 0.0 <= lo and hi <= 1.0:  # fractions: the usual [0, 1] axis reads best
+        lo, hi = 0.0, 1.0
+    if hi - lo < 1e-12:
+        lo, hi = lo - 0.5, hi + 0.5
+    counts, edges = np.histogram(data, bins=bins, range=(lo, hi))
+    return [float(e) for e in edges], [int(c) for c in counts]
+
+
+def by_group(values: Sequence[ImageValue]) -> dict[str, list[ImageValue]]:
+    """Per-image values split by label (sorted by label; unlabelled images are left out)."""
+    groups: dict[str, list[ImageValue]] = {}
+    for v in values:
+        if v.label is not None:
+            groups.setdefault(v.label, []).append(v)
+    return dict(sorted(groups.items()))

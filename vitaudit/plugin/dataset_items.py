@@ -1,0 +1,154 @@
+"""Collection and execution of dataset expectations: one item per aggregate (per class).
+
+A dataset's items share one pass over its images (:mod:`.dataset_pass`), run at the first of
+them; each item then aggregates the per-image values it needs and says the verdict in one
+sentence that names the aggregate, the threshold, N and the worst images. Under pytest-xdist
+the items of one (file, dataset) carry one ``xdist_group``, so ``--dist loadgroup`` keeps
+them on one worker and no pass runs twice.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Iterator
+
+import pytest
+
+from .collect import AuditItem
+from .session import AuditFailure, AuditInputError
+
+if TYPE_CHECKING:
+    from vitaudit.aggregate import ImageValue, Verdict
+    from vitaudit.datasets.base import Dataset
+    from vitaudit.spec import Expectation
+
+    from .dataset_pass import DatasetRun
+
+#: How many images a failure sentence names.
+NAMED = 5
+
+
+def item_name(exp: "Expectation", group: str | None) -> str:
+    """``vit.attention-mass_in[object,80%,per_class]`` -> ``...[object,80%,class=striped]``."""
+    if group is None:
+        return exp.id
+    safe = group.replace("]", ")").replace("[", "(")
+    if exp.id.endswith("]") and ",per_class]" in exp.id:
+        return exp.id.replace(",per_class]", f",class={safe}]")
+    return f"{exp.id}[class={safe}]"
+
+
+class DatasetNode(pytest.Collector):
+    """The expectations of one dataset of an audit file."""
+
+    def __init__(self, *, dataset: "Dataset", expectations: list["Expectation"], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.expectations = expectations
+
+    def collect(self) -> Iterator[pytest.Item]:
+        for exp in self.expectations:
+            groups = list(self.dataset.classes) if exp.group == "class" else [None]
+            for group in groups:
+                name = item_name(exp, group)
+                yield AggregateItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}",
+                                                expectation=exp, group=group)
+
+
+class AggregateItem(AuditItem):
+    """One aggregate expectation over a dataset (or over one class of it)."""
+
+    def __init__(self, *, group: str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.group = group
+        self.add_marker(pytest.mark.xdist_group(f"{self.parent.parent.rel}::{self.expectation.dataset}"))
+
+    def describe(self) -> str:
+        text = self.expectation.text
+        return f"{text} [class {self.group}]" if self.group is not None else text
+
+    def runtest(self) -> None:
+        from vitaudit.aggregate import verdict
+
+        from . import dataset_results, report_data
+
+        exp = self.expectation
+        audit_file = self.parent.parent
+        start = time.perf_counter()
+        result = report_data.base_result(self, audit_file.spec)
+        result.update(image=None, dataset=exp.dataset, aggregate=exp.aggregate, group=self.group)
+        self.vitaudit_results = [result]
+        try:
+            run = audit_file.dataset_run(exp.dataset)
+            problem = run.problems.get(exp.id)
+            if problem is not None:
+                raise problem
+            values = run.values.get(exp.id, [])
+            if self.group is not None:
+                values = [v for v in values if v.label == self.group]
+            unreadable = self._unreadable(run)
+            measured = [v for v in values if v.error is None]
+            if values and not measured:  # the same problem on every image: one clear error
+                first = values[0]
+                raise AuditInputError(f"none of its {len(values)} images could be measured; "
+                                      f"first, {first.image}: {first.error}")
+            v = verdict(exp.aggregate, values, exp.op, exp.value, exp.share)
+        except AuditInputError as exc:
+            self.input_error = True
+            raise AuditInputError(f"{self.where()}: {exp.text!r} on dataset '{exp.dataset}': {exc}") from None
+        finally:
+            result["duration"] = time.perf_counter() - start
+        dataset_results.fill(result, self, audit_file, run, values, v)
+        if unreadable and run.dataset.on_error == "fail":
+            raise AuditFailure(f"{self.where()}: {exp.text!r} failed: {unreadable} "
+                               "(or add on_error: skip to the dataset to count them out)")
+        if not v.passed:
+            raise AuditFailure(self.failure_sentence(run, values, v))
+
+    def _unreadable(self, run: "DatasetRun") -> str:
+        bad = run.unreadable
+        if not bad:
+            return ""
+        named = "; ".join(f"{name} ({cause})" for _, name, cause in bad[:NAMED])
+        more = f" and {len(bad) - NAMED} more" if len(bad) > NAMED else ""
+        return f"{len(bad)} image{'s' if len(bad) != 1 else ''} of dataset '{run.dataset.key}' could not be read: {named}{more}"
+
+    def failure_sentence(self, run: "DatasetRun", values: list["ImageValue"], v: "Verdict") -> str:  # type: ignore[override]
+        from vitaudit.aggregate import worst_and_best
+
+        from .evaluate import fmt
+
+        exp = self.expectation
+        n = v.n_images
+        counted = self._counted(run, n)
+        if exp.aggregate == "share":
+            said = (f"{v.value:.1%} of {counted} pass (expected at least {exp.share:.0%})" if v.value is not None
+                    else f"no image to count (expected at least {exp.share:.0%} of images)")
+        else:
+            word = "accuracy" if exp.aggregate == "accuracy" else exp.aggregate
+            said = (f"{word} = {fmt(v.value)} over {counted} (expected {exp.op} {fmt(exp.value)})"
+                    if v.value is not None else f"no {word}: no image has a value (expected {exp.op} {fmt(exp.value)})")
+        worst, _ = worst_and_best(values, exp.op, worst=NAMED, best=0)
+        shown = [f"{w.image} {'no value' if w.value is None else fmt(w.value)}" for w in worst
+                 if w.passed is not True]
+        if shown:
+            said += f"; worst: {', '.join(shown)}"
+        if v.n_missing:
+            first = next(x for x in values if x.value is None)
+            said += f"; {v.n_missing} without a value (first: {first.image}: {first.error})"
+        spec = self.parent.parent.spec
+        models = [f"{k} = {spec.models[k].name}" for k in dict.fromkeys([exp.model] + [m.model for m in exp.maps])
+                  if k is not None and k in spec.models]
+        context = f"dataset '{exp.dataset}'" + (f", class '{self.group}'" if self.group is not None else "")
+        context += f", model {'; '.join(models)}" if models else ""
+        return f"{self.where()}: {exp.text!r} failed: {said} [{context}]"
+
+    def _counted(self, run: "DatasetRun", n: int) -> str:
+        """``300 images``, or ``120 of 300 images (those with 'dog')`` for a region not on all."""
+        exp = self.expectation
+        everyone = len(run.dataset.samples) - len(run.unreadable)
+        if self.group is not None:
+            everyone = sum(1 for s in run.dataset.samples if s.label == self.group)
+        noun = "image" if n == 1 else "images"
+        if exp.region is not None and n < everyone:
+            return f"{n} of {everyone} {noun} (those with '{exp.region.region.name}')"
+        return f"{n} {noun}"

@@ -1,0 +1,238 @@
+"""One pass over a dataset for every expectation of an audit file on it.
+
+Each image is decoded once (in a thread pool, one batch ahead of the models) and forwarded
+once per model, in batches, with every map the file's expectations want of that model; then
+each expectation measures the image exactly as it would measure a declared image (the same
+:class:`~vitaudit.plugin.evaluate.Evaluator` handlers), and only the per-image numbers are
+kept. Maps are dropped with their batch; the report's few example pictures are recomputed
+afterwards.
+
+:func:`measure_shard` is the unit of work: a function from a shard of samples to per-image
+values (:class:`~vitaudit.aggregate.ImageValue`) that merge in any order, so a distributed
+engine (Ray Data's ``map_batches`` over GPU workers, say) can spread one dataset across
+machines by calling it on each shard and concatenating the results.
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+import numpy as np
+import pytest
+
+from vitaudit.aggregate import ImageValue, merge
+
+from .evaluate import Evaluation, Evaluator
+from .session import AuditFailure, AuditInputError
+
+if TYPE_CHECKING:
+    from vitaudit.datasets.base import Dataset, Sample
+    from vitaudit.engine import Request
+    from vitaudit.explanation import Explanation
+    from vitaudit.images import LoadedImage
+    from vitaudit.spec import Expectation, MapRef
+
+
+@dataclass
+class ShardValues:
+    """What a shard measured: per expectation id, one value per counted image; and the
+    images that could not be read, as ``(index, name, cause)``."""
+
+    values: dict[str, list[ImageValue]] = field(default_factory=dict)
+    unreadable: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def extend(self, other: "ShardValues") -> None:
+        for key, vals in other.values.items():
+            self.values.setdefault(key, []).extend(vals)
+        self.unreadable.extend(other.unreadable)
+
+
+@dataclass
+class DatasetRun:
+    """The finished pass: merged per-image values, problems, and timing."""
+
+    dataset: "Dataset"
+    values: dict[str, list[ImageValue]]
+    unreadable: list[tuple[int, str, str]]
+    problems: dict[str, BaseException]  # expectation id -> what stops it on every image (bad method, model load)
+    seconds: float
+
+
+class Plan:
+    """What the expectations on one dataset want of each model: requests, per map reference."""
+
+    def __init__(self, evaluator: Evaluator, expectations: Sequence["Expectation"]):
+        from vitaudit.engine import Request, resolve_method
+
+        self.expectations = list(expectations)
+        self.requests: dict[str, list["Request"]] = {}  # model key -> distinct requests
+        self.by_ref: dict[tuple[str, "MapRef"], "Request"] = {}
+        self.problems: dict[str, BaseException] = {}
+        self.models: dict[str, Any] = {}
+        for exp in self.expectations:
+            keys = [k for k in dict.fromkeys([exp.model] + [r.model for r in exp.maps]) if k]
+            try:
+                for key in keys:
+                    if key not in self.models:
+                        self.models[key] = evaluator.model(key)
+                        self.requests.setdefault(key, [])
+                for ref in exp.maps:
+                    model = self.models[ref.model]
+                    try:
+                        explainer, options = resolve_method(model, (ref.method, dict(ref.options)))
+                    except Exception as exc:  # noqa: BLE001 - the method does not apply: said once per item
+                        raise AuditInputError(f"{ref.label}: {exc}") from None
+                    target = evaluator.single_class(model, ref.target) if ref.target is not None else None
+                    req = Request(explainer, options, target)
+                    self.by_ref[(ref.model, ref)] = req
+                    if req not in self.requests[ref.model]:
+                        self.requests[ref.model].append(req)
+            except (AuditInputError, pytest.skip.Exception) as exc:
+                self.problems[exp.id] = exc
+        self.active = [e for e in self.expectations if e.id not in self.problems]
+        used = {k for e in self.active for k in [e.model] + [r.model for r in e.maps] if k}
+        self.models = {k: m for k, m in self.models.items() if k in used}
+
+
+class SampleEvaluator(Evaluator):
+    """The file's evaluator, pointed at one dataset image at a time (see :meth:`at`)."""
+
+    def __init__(self, base: Evaluator, plan: Plan, dataset: "Dataset"):
+        super().__init__(base.spec, base.session)
+        self.plan = plan
+        self.dataset = dataset
+        self.sample: "Sample | None" = None
+        self.loaded: "LoadedImage | None" = None
+        self.entries: dict[str, Any] = {}
+        self._maps: dict[tuple, "Explanation"] = {}
+
+    def at(self, sample: "Sample", loaded: "LoadedImage", entries: dict[str, Any]) -> None:
+        self.sample, self.loaded, self.entries, self._maps = sample, loaded, entries, {}
+
+    # The resources of the image at hand, instead of a declared image's.
+    def image(self, key: str):
+        return self.loaded
+
+    def probs(self, model_key: str, image_key: str) -> np.ndarray:
+        return self.entries[model_key].probs
+
+    def explanation(self, ref: "MapRef", image_key: str) -> "Explanation":
+        from vitaudit.engine import explanation_of
+
+        key = (ref.model, ref)
+        e = self._maps.get(key)
+        if e is None:
+            e = self._maps[key] = explanation_of(self.plan.models[ref.model], self.entries[ref.model],
+                                                 self.plan.by_ref[key])
+        return e
+
+    def mask(self, exp: "Expectation", size: tuple[int, int]) -> np.ndarray | None:
+        from vitaudit.regions import RegionError
+
+        if exp.region is None:
+            return None
+        name = exp.region.region.name
+        try:
+            mask = self.sample.regions[name].mask(size)
+        except RegionError as exc:
+            raise AuditInputError(str(exc)) from None
+        if exp.region.negate:
+            mask = ~mask
+            if not mask.any():
+                raise AuditInputError(f"region 'not {name}' is empty on {self.sample.name}")
+        return mask
+
+    def baseline_key(self, exp: "Expectation") -> str:
+        return f"{exp.dataset}/{self.sample.name}"
+
+    def _prediction(self, exp: "Expectation") -> Evaluation:
+        if exp.metric != "accuracy":
+            return super()._prediction(exp)
+        model = self.plan.models[exp.model]
+        probs = self.probs(exp.model, exp.image)
+        wanted = self.classes(model, self.sample.label)
+        top1 = int(np.argmax(probs))
+        return Evaluation(top1 in wanted, float(probs[wanted].sum()),
+                          f"top-1 is {model.labels[top1]!r}, label {self.sample.label!r}")
+
+
+def measure_shard(evaluator: SampleEvaluator, samples: Sequence["Sample"],
+                  images: Sequence["LoadedImage | BaseException"]) -> ShardValues:
+    """Per-image values of every active expectation of ``evaluator.plan`` on one shard.
+
+    ``images`` are the decoded samples (or the error that reading each raised). Each model
+    runs once over the shard with all its requests; expectations about a region count only
+    the images that have it.
+    """
+    from vitaudit.engine import run_batch
+
+    plan = evaluator.plan
+    out = ShardValues({exp.id: [] for exp in plan.active})
+    ok = [(s, im) for s, im in zip(samples, images) if not isinstance(im, BaseException)]
+    for s, im in zip(samples, images):
+        if isinstance(im, BaseException):
+            out.unreadable.append((s.index, s.name, str(im)))
+    if not ok:
+        return out
+    entries = {key: run_batch(model, [im for _, im in ok], [plan.requests[key]] * len(ok))
+               for key, model in plan.models.items()}
+    for j, (sample, loaded) in enumerate(ok):
+        evaluator.at(sample, loaded, {key: entries[key][j] for key in entries})
+        for exp in plan.active:
+            if exp.region is not None and exp.region.region.name not in sample.regions:
+                continue
+            out.values[exp.id].append(_measure(evaluator, exp, sample))
+    return out
+
+
+def _measure(evaluator: SampleEvaluator, exp: "Expectation", sample: "Sample") -> ImageValue:
+    try:
+        ev = evaluator.evaluate(exp)
+    except AuditFailure as exc:  # e.g. no signal: not met, no value
+        return ImageValue(sample.index, sample.name, None, False, sample.label, str(exc))
+    except AuditInputError as exc:
+        return ImageValue(sample.index, sample.name, None, False, sample.label, str(exc))
+    check = None if exp.aggregate not in ("share", "accuracy") else bool(ev.passed)
+    return ImageValue(sample.index, sample.name, ev.value, check, sample.label)
+
+
+def decoded(samples: Sequence["Sample"], batch_size: int, workers: int | None = None
+            ) -> Iterator[tuple[list["Sample"], list["LoadedImage | BaseException"]]]:
+    """Batches of samples with their decoded images; decoding runs one batch ahead in threads."""
+    from vitaudit.images import load_image
+
+    def read(sample: "Sample"):
+        try:
+            return load_image(sample.path)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is reported by name
+            return exc
+
+    chunks = [list(samples[i : i + batch_size]) for i in range(0, len(samples), batch_size)]
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers, thread_name_prefix="vitaudit-decode") as pool:
+        pending = [pool.map(read, chunks[0])] if chunks else []
+        for i, chunk in enumerate(chunks):
+            if i + 1 < len(chunks):
+                pending.append(pool.map(read, chunks[i + 1]))
+            yield chunk, list(pending.pop(0))
+
+
+def run_dataset(evaluator: Evaluator, dataset: "Dataset", expectations: Sequence["Expectation"], *,
+                batch_size: int, progress: Callable[[int, int], None] | None = None) -> DatasetRun:
+    """The pass over ``dataset`` for ``expectations`` (all of one audit file)."""
+    start = time.perf_counter()
+    plan = Plan(evaluator, expectations)
+    sample_ev = SampleEvaluator(evaluator, plan, dataset)
+    total = ShardValues({exp.id: [] for exp in plan.active})
+    done = 0
+    if plan.active:
+        for samples, images in decoded(dataset.samples, batch_size):
+            total.extend(measure_shard(sample_ev, samples, images))
+            done += len(samples)
+            if progress is not None:
+                progress(done, len(dataset.samples))
+    values = {key: merge(vals) for key, vals in total.values.items()}
+    return DatasetRun(dataset, values, sorted(total.unreadable), plan.problems, time.perf_counter() - start)

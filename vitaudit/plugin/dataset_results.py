@@ -1,0 +1,118 @@
+"""Turning a dataset aggregate into the report's plain data (``vitaudit.results``).
+
+Everything an aggregate card shows is decided here, in the worker: the histogram, the
+per-class rows and the few example pictures (the worst and the best images, recomputed one
+small batch at a time: the pass keeps no maps). ``per_image`` lists every image counted, for
+``audit.json``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from vitaudit.aggregate import by_group, histogram, verdict, worst_and_best
+from vitaudit.results import AggregateView, ClassRow, Example
+
+if TYPE_CHECKING:
+    from vitaudit.aggregate import ImageValue, Verdict
+
+    from .collect import AuditFile
+    from .dataset_items import AggregateItem
+    from .dataset_pass import DatasetRun
+
+#: Example pictures per card: the worst and the best images.
+WORST, BEST = 6, 3
+#: Unreadable images listed by name on a card (the rest are counted).
+LISTED = 20
+
+
+def fill(result: dict[str, Any], item: "AggregateItem", audit_file: "AuditFile", run: "DatasetRun",
+         values: list["ImageValue"], v: "Verdict") -> None:
+    exp = item.expectation
+    share = exp.aggregate == "share"
+    result["value"] = v.value
+    result["n_images"] = v.n_images
+    result["op"] = ">=" if share else exp.op
+    result["threshold"] = exp.share if share else exp.value
+    result["per_image"] = [{"image": x.image, "value": x.value, "passed": x.passed} for x in values]
+    everyone = [s for s in run.dataset.samples if item.group is None or s.label == item.group]
+    with_region = everyone if exp.region is None else \
+        [s for s in everyone if exp.region.region.name in s.regions]
+    edges, counts = histogram(values, marks=[exp.value] if exp.value is not None else [])
+    view = AggregateView(
+        per_image_op=exp.op if share else None,
+        per_image_threshold=exp.value if share else None,
+        share_passing=v.share_passing,
+        edges=edges,
+        counts=counts,
+        per_class=_per_class(item, run, values) if exp.group is not None or item.group is not None else [],
+        not_counted=[f"{name}: {cause}" for _, name, cause in run.unreadable[:LISTED]],
+        n_not_counted=len(run.unreadable),
+        n_without_region=len(everyone) - len(with_region),
+    )
+    if audit_file.evaluator().session.pictures:
+        view.examples = _examples(item, audit_file, run, values)
+    result["aggregate_view"] = asdict(view)
+    result["message"] = _summary(exp, v)
+
+
+def _summary(exp, v: "Verdict") -> str:
+    from .evaluate import fmt
+
+    if v.value is None:
+        return f"no image counted ({v.n_images} images)"
+    if exp.aggregate == "share":
+        return f"{v.value:.1%} of {v.n_images} images pass (expected at least {exp.share:.0%})"
+    return f"{exp.aggregate} = {fmt(v.value)} over {v.n_images} images (expected {exp.op} {fmt(exp.value)})"
+
+
+def _per_class(item: "AggregateItem", run: "DatasetRun", values: list["ImageValue"]) -> list[ClassRow]:
+    """Every class's aggregate and verdict (a per-class item shows its class among the others)."""
+    exp = item.expectation
+    all_values = run.values.get(exp.id, []) if item.group is not None else values
+    rows = []
+    for group, vals in by_group(all_values).items():
+        g = verdict(exp.aggregate, vals, exp.op, exp.value, exp.share)
+        rows.append(ClassRow(group=group, n_images=g.n_images, value=g.value, share_passing=g.share_passing,
+                             passed=g.passed))
+    return rows
+
+
+def _examples(item: "AggregateItem", audit_file: "AuditFile", run: "DatasetRun",
+              values: list["ImageValue"]) -> list[Example]:
+    """The worst and best images as overlays with the region outlined, in one small batch."""
+    from vitaudit.engine import run_batch
+
+    from . import cards
+    from .dataset_pass import Plan, SampleEvaluator, decoded
+
+    exp = item.expectation
+    worst, best = worst_and_best(values, exp.op, WORST, BEST)
+    chosen = [(w, "worst") for w in worst] + [(b, "best") for b in best]
+    if not chosen or not exp.maps:
+        return [Example(image=x.image, value=x.value, passed=x.passed, role=role, label=x.label) for x, role in chosen]
+    evaluator = audit_file.evaluator()
+    plan = Plan(evaluator, [exp])
+    sample_ev = SampleEvaluator(evaluator, plan, run.dataset)
+    samples = [run.dataset.samples[x.index] for x, _ in chosen]
+    session = evaluator.session
+    rel = audit_file.rel
+    out = []
+    for batch, images in decoded(samples, len(samples), workers=2):
+        ok = [(s, im) for s, im in zip(batch, images) if not isinstance(im, BaseException)]
+        entries = {key: run_batch(model, [im for _, im in ok], [plan.requests[key]] * len(ok))
+                   for key, model in plan.models.items()}
+        pictures = {}
+        for j, (sample, loaded) in enumerate(ok):
+            sample_ev.at(sample, loaded, {key: entries[key][j] for key in entries})
+            try:
+                ev = sample_ev.evaluate(exp)
+            except Exception:  # noqa: BLE001 - an image without a value still gets its place, unpictured
+                continue
+            key = f"{exp.dataset}/{sample.name}"
+            region_key = exp.region.label if exp.region is not None else None
+            pictures[sample.index] = cards.panels(session, rel, key, loaded.to_uint8(), ev, region_key)
+        for x, role in chosen:
+            out.append(Example(image=x.image, value=x.value, passed=x.passed, role=role, label=x.label,
+                               panels=pictures.get(x.index, [])))
+    return out

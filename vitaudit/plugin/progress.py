@@ -1,0 +1,87 @@
+"""Progress of a long dataset pass on the terminal, without garbling pytest's own output.
+
+Written through pytest's terminal reporter with output capture suspended (as pytest's live
+logging does). On a terminal one line is rewritten in place; elsewhere (CI logs) a line is
+printed every ``interval`` seconds. Nothing is shown for passes shorter than ``delay``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def progress_line(what: str, done: int, total: int, elapsed: float) -> str:
+    """``scenes: 512/1000 images, 85.3 images/s, 6s left``."""
+    rate = done / elapsed if elapsed > 0 else 0.0
+    left = (total - done) / rate if rate > 0 else float("nan")
+    tail = f", {_fmt_time(left)} left" if done < total and rate > 0 else f" in {_fmt_time(elapsed)}"
+    return f"{what}: {done}/{total} images, {rate:.1f} images/s{tail}"
+
+
+class Progress:
+    """Call with ``(done, total)`` as a pass advances; :meth:`close` when it ends."""
+
+    def __init__(self, config: pytest.Config, what: str, *, delay: float = 3.0, interval: float = 10.0,
+                 clock=time.monotonic):
+        self.config = config
+        self.what = what
+        self.delay = delay
+        self.interval = interval
+        self.clock = clock
+        self.start = clock()
+        self.last = None  # when the last line was written
+        self.shown = False
+        self.reporter: Any = config.pluginmanager.get_plugin("terminalreporter")
+        self.capture: Any = config.pluginmanager.get_plugin("capturemanager")
+        self.tty = bool(self.reporter is not None and getattr(self.reporter, "isatty", False)) and \
+            getattr(self.reporter._tw, "hasmarkup", False) is not False  # noqa: SLF001 - same as live logging
+        self.quiet = self.reporter is None or config.getoption("verbose", 0) < -1 or \
+            getattr(config, "workerinput", None) is not None  # xdist workers have no terminal
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self.clock()
+        elapsed = now - self.start
+        if self.quiet or elapsed < self.delay or done >= total:
+            return
+        if self.last is not None and now - self.last < (0.5 if self.tty else self.interval):
+            return
+        self.last = now
+        self._write(progress_line(self.what, done, total, elapsed), final=False)
+
+    def close(self, done: int, total: int) -> None:
+        """Say how the pass ended, if progress was shown at all."""
+        if self.shown:
+            self._write(progress_line(self.what, done, total, self.clock() - self.start), final=True)
+
+    def _write(self, line: str, final: bool) -> None:
+        tr = self.reporter
+        suspend = self.capture.global_and_fixture_disabled() if self.capture is not None else _null()
+        with suspend:
+            if not self.shown:
+                tr.ensure_newline()
+            self.shown = True
+            if self.tty:
+                tr.rewrite(line, erase=True)
+                if final:
+                    tr.write("\n")
+            else:
+                tr.write_line(line)
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
