@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
+from vitaudit.datasets.base import Dataset
 from vitaudit.regions import Region, RegionRef
 
 from .errors import SpecError
@@ -178,6 +179,7 @@ class AuditSpec:
     models: dict[str, ModelDecl] = field(default_factory=dict, hash=False)  # valid models only
     label_groups: dict[str, tuple[Label, ...]] = field(default_factory=dict, hash=False)
     images: dict[str, ImageDecl] = field(default_factory=dict, hash=False)  # valid images only
+    datasets: dict[str, Dataset] = field(default_factory=dict, hash=False)  # valid datasets only
     expectations: tuple[Expectation, ...] = ()
     errors: tuple[SpecError, ...] = ()
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .build import Declarations, build
 from .context import Ctx, check_keys, scalar_str
+from .datasets import parse_datasets
 from .decls import parse_label_groups, parse_models
 from .draft import Draft
 from .errors import SentenceError, did_you_mean
@@ -17,7 +18,7 @@ from .sentences import parse_sentence
 from .structured import STRUCTURED_KEYS, parse_structured
 from .yamlload import YNode, load_yaml
 
-TOP_KEYS = ("models", "labels", "images", "expect", "marks", "xfail", "skip")
+TOP_KEYS = ("models", "labels", "images", "datasets", "expect", "marks", "xfail", "skip")
 ITEM_OPTION_KEYS = ("id",) + MARK_KEYS
 _SHAPE = "a mapping with models:, images: and expect:"
 
@@ -44,6 +45,9 @@ def parse_audit_file(path: str | Path) -> AuditSpec:
     decls.models, decls.bad_models = parse_models(ctx, values.get("models"))
     decls.label_groups = parse_label_groups(ctx, values.get("labels"))
     parse_images(ctx, values.get("images"), decls)
+    images = values.get("images")
+    image_lines = {k: n.line for k, n in images.keys.items()} if images is not None and images.is_map else {}
+    parse_datasets(ctx, values.get("datasets"), decls, image_lines)
     file_marks: tuple[Mark, ...] = ()
     try:
         file_marks, _ = read_marks(root)
@@ -63,7 +67,7 @@ def parse_audit_file(path: str | Path) -> AuditSpec:
             expectations.extend(_expectation(ctx, item, decls, file_marks))
     errors = sorted(ctx.errors, key=lambda e: e.line)
     return AuditSpec(path=file, models=decls.models, label_groups=decls.label_groups, images=decls.images,
-                     expectations=tuple(assign_ids(expectations)), errors=tuple(errors))
+                     datasets=decls.datasets, expectations=tuple(assign_ids(expectations)), errors=tuple(errors))
 
 
 def _read(ctx: Ctx, path: Path) -> str | None:
