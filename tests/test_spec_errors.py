@@ -43,7 +43,7 @@ CASES: dict[str, tuple[list[tuple[int, str]], list[str]]] = {
     "missing_expect.yaml": ([(1, "the audit file has no 'expect:' list, so nothing to check")], []),
     "unknown_top_key.yaml": ([
         (3, "unknown key 'imgaes' in the audit file (did you mean 'images'?); "
-            "keys: models, labels, images, expect, marks, xfail, skip"),
+            "keys: models, labels, images, datasets, expect, marks, xfail, skip"),
         (6, "unknown image 'goat': the file declares no images")], []),
     "unknown_model_key.yaml": ([
         (5, UNKNOWN_PRETRAIND),
