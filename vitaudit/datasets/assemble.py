@@ -90,7 +90,7 @@ def add_regions(samples: list[Sample], root: str, regions: Mapping[str, Region |
         if missing:
             raise DatasetError(f"mask template '{decl.template}' matches no file for {len(missing)} of "
                                f"{len(samples)} images: {first_few(missing)}", field)
-    return [replace(s, regions={**s.regions, **d}) for s, d in zip(samples, extra)]
+    return [Sample(s.index, s.path, s.name, s.label, {**s.regions, **d}) for s, d in zip(samples, extra)]
 
 
 def _fill(decl: MaskTemplate, sample: Sample, root: str, field: str) -> str:

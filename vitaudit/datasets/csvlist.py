@@ -91,9 +91,10 @@ def _check_columns(columns: list[str], bad) -> None:
             raise bad(f"column {i + 1} has no name")
         if columns.index(column) != i:
             raise bad(f"column '{column}' appears twice")
+        if column.lower() in ("path", "label") and column not in ("path", "label"):
+            raise bad(f"column '{column}' is written '{column.lower()}' (columns path and label are lower case)")
         if column not in ("path", "label") and (region_name(column) != column or column.lower() == "not"):
-            hint = did_you_mean(column, ("path", "label"))
-            raise bad(f"unknown column '{column}'{hint}: besides path and label, each column is a region, "
+            raise bad(f"unknown column '{column}': besides path and label, each column is a region, "
                       f"named with letters, digits, '_' and '-' (e.g. '{region_name(column)}')")
 
 

@@ -41,13 +41,19 @@ class Namer:
     def below(self, rel: str) -> tuple[str, str]:
         """``(absolute path, name)`` of ``rel`` (``/``-separated, relative to ``root``)."""
         rel = rel.replace("\\", "/")
+        if _plain(rel):  # the common case, without normpath's cost (x10,000)
+            return self.root + os.sep + rel.replace("/", os.sep), self.prefix + rel
         path = os.path.normpath(os.path.join(self.root, rel))
-        if ".." in rel.split("/") or rel.startswith("/"):
-            return path, self.name(path)
-        return path, self.prefix + "/".join(p for p in rel.split("/") if p and p != ".")
+        return path, self.name(path)
 
     def name(self, path: str) -> str:
         return os.path.relpath(path, self.base_dir).replace(os.sep, "/")
+
+
+def _plain(rel: str) -> bool:
+    """Whether ``rel`` is already normal: relative, no ``.``/``..``/empty parts."""
+    return bool(rel) and not rel.startswith("/") and "//" not in rel and "/." not in "/" + rel \
+        and not rel.endswith("/")
 
 
 class FileIndex:

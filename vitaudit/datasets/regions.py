@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +78,10 @@ class CocoRegion:
             else:
                 rles.extend(coco_mask.frPyObjects(list(seg), h, w))
         merged = coco_mask.merge(rles) if len(rles) > 1 else rles[0]
-        mask = coco_mask.decode(merged).astype(bool)
+        with warnings.catch_warnings():  # pycocotools 2.0.x's Masks.__array__ predates numpy 2's copy=
+            warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept a copy keyword",
+                                    category=DeprecationWarning)
+            mask = coco_mask.decode(merged).astype(bool)
         if not mask.any():
             raise RegionError(None, f"{self.where}: region '{self.name}' covers no pixel of the image")
         return mask
