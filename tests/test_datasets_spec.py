@@ -210,3 +210,78 @@ def test_broken_dataset_is_recorded_with_its_first_error(tree: Path) -> None:
     parse_datasets(Ctx("x.yaml", tree), root, decls, {})
     assert decls.dataset_order == ["s", "ok"] and list(decls.datasets) == ["ok"]
     assert decls.bad_datasets == {"s": f"line 1: dataset 's': dataset folder not found: nope (looked for {tree}/nope)"}
+
+
+def _annotations(root: Path) -> None:
+    """ann/coco.json (2 images in data/a), voc/ (1 file), list.csv: the same image a0 three ways."""
+    import json
+
+    (root / "ann").mkdir()
+    (root / "ann" / "coco.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a/a0.png", "height": 8, "width": 8},
+                   {"id": 2, "file_name": "a/a1.png", "height": 8, "width": 8}],
+        "categories": [{"id": 1, "name": "hot dog"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 4, 4], "area": 16}]}))
+    (root / "voc").mkdir()
+    (root / "voc" / "a0.xml").write_text("<annotation><filename>a/a0.png</filename><object><name>hot dog</name>"
+                                         "<bndbox><xmin>3</xmin><ymin>3</ymin><xmax>6</xmax><ymax>6</ymax></bndbox>"
+                                         "</object></annotation>")
+    (root / "list.csv").write_text("path,label,hot_dog\ndata/a/a0.png,a,2 2 6 6\ndata/a/a1.png,a,\n")
+
+
+def test_coco_voc_csv_datasets(tree: Path) -> None:
+    _annotations(tree)
+    spec = _parse(tree, """\
+        coco:
+          coco: ann/coco.json
+          images: data
+          labels: largest
+          regions:
+            corner: {box: [0, 0, 2, 2]}
+        voc: {voc: voc, images: data, on_error: skip}
+        listed: {csv: list.csv}
+        """)
+    assert _errors(spec) == []
+    expected = np.zeros((8, 8), bool)
+    expected[2:6, 2:6] = True
+    for key in ("coco", "voc", "listed"):
+        ds = spec.datasets[key]
+        assert ds.kind == ("csv" if key == "listed" else key)
+        assert ds.samples[0].name == "data/a/a0.png"
+        np.testing.assert_array_equal(ds.samples[0].regions["hot_dog"].mask((8, 8)), expected)
+    coco = spec.datasets["coco"]
+    assert [s.label for s in coco.samples] == ["hot_dog", None] and coco.classes == ("hot_dog",)
+    assert coco.region_names == ("corner", "hot_dog") and coco.count_with("hot_dog") == 1
+    assert coco.count_with("corner") == 2
+    assert spec.datasets["voc"].on_error == "skip" and spec.datasets["voc"].classes == ()
+    assert spec.datasets["listed"].classes == ("a",) and spec.datasets["listed"].count_with("hot_dog") == 1
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("s:\n  coco: ann/missing.json", [(L + 1, "dataset 's': COCO JSON file not found: ann/missing.json (looked for "
+                                              "{root}/ann/missing.json)")]),
+    ("s:\n  coco: ann/broken.json", [(L + 1, "dataset 's': broken.json is not valid JSON: Expecting value (line 1, "
+                                             "column 12)")]),
+    ("s:\n  coco: ann/coco.json\n  images: nope", [(L + 2, "dataset 's': images folder not found: nope (looked for "
+                                                           "{root}/nope)")]),
+    ("s:\n  coco: ann/coco.json\n  regions:\n    hot_dog: {box: [0, 0, 2, 2]}",
+     [(L + 3, "dataset 's': region 'hot_dog' is declared here and is also annotated on ann/a/a0.png; rename one")]),
+    ("s:\n  coco: ann/coco.json\n  labels: folders",
+     [(L + 2, "'labels' of a coco: dataset must be largest, got 'folders'")]),
+    ("s:\n  voc: voc", [(L + 1, "dataset 's': a voc: dataset needs 'images': the folder its <filename> entries are "
+                                "relative to (JPEGImages in the VOC layout)")]),
+    ("s:\n  voc: data\n  images: data", [(L + 1, "dataset 's': VOC folder {root}/data holds no .xml annotation "
+                                                 "file")]),
+    ("s:\n  csv: list.csv\n  labels: folders",
+     [(L + 2, "a csv: dataset takes its classes from the CSV's 'label' column; drop 'labels'")]),
+    ("s:\n  csv: bad.csv", [(L + 1, "dataset 's': bad.csv: has no 'path' column; columns: file, label")]),
+    ("s:\n  csv: ann", [(L + 1, "dataset 's': CSV file is a folder, not a file: ann (looked for {root}/ann)")]),
+    ("s:\n  coco: [a.json]", [(L + 1, "dataset 's': 'coco' must be a string, got a list")]),
+])
+def test_annotation_declaration_errors(tree: Path, body: str, expected: list[tuple[int, str]]) -> None:
+    _annotations(tree)
+    (tree / "ann" / "broken.json").write_text('{"images": }')
+    (tree / "bad.csv").write_text("file,label\na.png,x\n")
+    spec = _parse(tree, body)
+    assert _errors(spec) == [(line, msg.replace("{root}", str(tree))) for line, msg in expected]
+    assert spec.datasets == {}
