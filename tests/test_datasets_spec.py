@@ -285,3 +285,17 @@ def test_annotation_declaration_errors(tree: Path, body: str, expected: list[tup
     spec = _parse(tree, body)
     assert _errors(spec) == [(line, msg.replace("{root}", str(tree))) for line, msg in expected]
     assert spec.datasets == {}
+
+
+def test_docs_name_every_dataset_key_and_placeholder() -> None:
+    from vitaudit.datasets.assemble import PLACEHOLDERS
+    from vitaudit.spec.datasets import DATASET_KEYS, LABELS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "audit-format.md").read_text()
+    section = doc.split("## `datasets`", 1)[1].split("\n## ", 1)[0]
+    for key in DATASET_KEYS:
+        assert f"`{key}`" in section.split("**Mask templates**")[0], key
+    for word in ("fail", "skip") + tuple(w for ws in LABELS.values() for w in ws):
+        assert f"`{word}`" in section, word
+    for name in PLACEHOLDERS:
+        assert f"`{{{name}}}`" in section, name
