@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vitaudit.datasets.base import Dataset
 from vitaudit.regions import Region, RegionRef
 
 from .aggregates import build_dataset, dataset_region, not_on_images
@@ -26,8 +27,9 @@ class Declarations:
     regions: dict[str, dict[str, Region]] = field(default_factory=dict)  # image -> valid regions
     bad_regions: dict[str, dict[str, str]] = field(default_factory=dict)  # image -> region -> why
     label_groups: dict[str, tuple[Label, ...]] = field(default_factory=dict)
-    datasets: dict[str, "Dataset"] = field(default_factory=dict)  # valid datasets
-    bad_datasets: dict[str, str] = field(default_factory=dict)  # dataset key -> "line N: problem"
+    datasets: dict[str, Dataset] = field(default_factory=dict)  # valid datasets only
+    bad_datasets: dict[str, str] = field(default_factory=dict)
+    dataset_order: list[str] = field(default_factory=list)  # every declared dataset key, in file order
 
 
 def build(draft: Draft, image: str, decls: Declarations) -> Expectation:

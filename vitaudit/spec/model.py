@@ -6,14 +6,12 @@ given to :func:`vitaudit.spec.parse_audit_file`; ``line`` fields are 1-based.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Union
+from typing import Literal, Union
 
+from vitaudit.datasets.base import Dataset
 from vitaudit.regions import Region, RegionRef
 
 from .errors import SpecError
-
-if TYPE_CHECKING:
-    from vitaudit.datasets.base import Dataset
 
 #: A class as written in an audit file: a name (any synonym of a model's label, or a group name
 #: from ``labels:``) or a class index.
@@ -202,7 +200,7 @@ class AuditSpec:
     models: dict[str, ModelDecl] = field(default_factory=dict, hash=False)  # valid models only
     label_groups: dict[str, tuple[Label, ...]] = field(default_factory=dict, hash=False)
     images: dict[str, ImageDecl] = field(default_factory=dict, hash=False)  # valid images only
-    datasets: dict[str, "Dataset"] = field(default_factory=dict, hash=False)  # valid datasets only
+    datasets: dict[str, Dataset] = field(default_factory=dict, hash=False)  # valid datasets only
     expectations: tuple[Expectation, ...] = ()
     errors: tuple[SpecError, ...] = ()
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from .aggregates import parse_dataset_sentence
 from .build import Declarations, build
 from .context import Ctx, check_keys, scalar_str
+from .datasets import parse_datasets
 from .decls import parse_label_groups, parse_models
 from .draft import Draft
 from .errors import SentenceError, did_you_mean
@@ -18,7 +19,7 @@ from .sentences import parse_sentence
 from .structured import STRUCTURED_KEYS, parse_structured
 from .yamlload import YNode, load_yaml
 
-TOP_KEYS = ("models", "labels", "images", "expect", "marks", "xfail", "skip")
+TOP_KEYS = ("models", "labels", "images", "datasets", "expect", "marks", "xfail", "skip")
 ITEM_OPTION_KEYS = ("id",) + MARK_KEYS
 _SHAPE = "a mapping with models:, images: and expect:"
 
@@ -45,6 +46,9 @@ def parse_audit_file(path: str | Path) -> AuditSpec:
     decls.models, decls.bad_models = parse_models(ctx, values.get("models"))
     decls.label_groups = parse_label_groups(ctx, values.get("labels"))
     parse_images(ctx, values.get("images"), decls)
+    images = values.get("images")
+    image_lines = {k: n.line for k, n in images.keys.items()} if images is not None and images.is_map else {}
+    parse_datasets(ctx, values.get("datasets"), decls, image_lines)
     file_marks: tuple[Mark, ...] = ()
     try:
         file_marks, _ = read_marks(root)
