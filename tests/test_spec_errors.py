@@ -43,13 +43,8 @@ CASES: dict[str, tuple[list[tuple[int, str]], list[str]]] = {
     "missing_expect.yaml": ([(1, "the audit file has no 'expect:' list, so nothing to check")], []),
     "unknown_top_key.yaml": ([
         (3, "unknown key 'imgaes' in the audit file (did you mean 'images'?); "
-<<<<<<< HEAD
-            "keys: models, labels, images, expect, marks, xfail, skip"),
-        (6, "unknown image 'goat': the file declares no images or datasets")], []),
-=======
             "keys: models, labels, images, datasets, expect, marks, xfail, skip"),
-        (6, "unknown image 'goat': the file declares no images")], []),
->>>>>>> ds-loaders
+        (6, "unknown image 'goat': the file declares no images or datasets")], []),
     "unknown_model_key.yaml": ([
         (5, UNKNOWN_PRETRAIND),
         (10, f"model 'resnet' is invalid (line 5: {UNKNOWN_PRETRAIND})")], ["vit-top1_is[tabby]"]),

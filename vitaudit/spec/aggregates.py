@@ -61,12 +61,12 @@ def parse_dataset_sentence(sentence: str) -> Draft:
         if m is not None and share is None:
             try:
                 draft = parse_sentence(m["rest"])
-                aggregate = m["agg"].lower()
-                if m["pct"] is not None:
-                    pct = _percent(m["pct"], "the percentile")
-                    aggregate = f"p{pct * 100:g}"
             except SentenceError:
                 draft = parse_sentence(text)  # a model named like an aggregate word, or a real error
+            else:
+                aggregate = m["agg"].lower()
+                if m["pct"] is not None:
+                    aggregate = f"p{_percent(m['pct'], 'the percentile') * 100:g}"
         else:
             draft = parse_sentence(text)
         draft.aggregate = aggregate or "share"
@@ -117,8 +117,22 @@ def dataset_region(ref: tuple[str, bool], key: str, decls, line: int | None) -> 
     return RegionRef(Region(name, "annotation", file=dataset.file, line=dataset.line), negate)  # type: ignore[arg-type]
 
 
+def image_sentence_error(sentence: str, image: str, error: SentenceError) -> SentenceError:
+    """The error for a sentence about an image: if it reads as a dataset sentence, say so."""
+    try:
+        draft = parse_dataset_sentence(sentence)
+    except SentenceError:
+        return error
+    if draft.group or draft.metric == "accuracy" or draft.aggregate != "share" or draft.share != 1.0:
+        return SentenceError(_ON_IMAGE.format(image=image), error.line)
+    return error
+
+
+_ON_IMAGE = ("'{image}' is an image; aggregates ('mean ...', '... for 90% of images', 'per class', accuracy) "
+             "apply to datasets declared under datasets:")
+
+
 def not_on_images(draft: Draft, image: str, line: int | None) -> None:
     """Aggregate words on a single image are a mistake worth a clear sentence."""
     if draft.group or draft.aggregate not in (None,) or draft.share is not None or draft.metric == "accuracy":
-        raise SentenceError(f"'{image}' is an image; aggregates ('mean ...', '... for 90% of images', "
-                            "'per class', accuracy) apply to datasets declared under datasets:", line)
+        raise SentenceError(_ON_IMAGE.format(image=image), line)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from .aggregates import parse_dataset_sentence
+from .aggregates import image_sentence_error, parse_dataset_sentence
 from .build import Declarations, build
 from .context import Ctx, check_keys, scalar_str
 from .datasets import parse_datasets
@@ -144,10 +144,12 @@ def _sentence_item(item: YNode, decls: Declarations) -> tuple[str, Draft, str]:
         raise SentenceError(f"expected a sentence after '{image}:', got {node.describe()}", node.line)
     sentence = " ".join(node.value.split())
     text = f"{image}: {sentence}"
-    reader = parse_dataset_sentence if image in decls.datasets or image in decls.bad_datasets else parse_sentence
+    on_dataset = image in decls.datasets or image in decls.bad_datasets
     try:
-        draft = reader(sentence)
+        draft = parse_dataset_sentence(sentence) if on_dataset else parse_sentence(sentence)
     except SentenceError as exc:
+        if not on_dataset:
+            exc = image_sentence_error(sentence, image, exc)
         raise SentenceError(exc.message, exc.line or node.line) from None
     draft.lines["image"] = item.key_line(image)
     return image, draft, text
