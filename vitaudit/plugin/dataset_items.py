@@ -46,12 +46,26 @@ class DatasetNode(pytest.Collector):
         self.expectations = expectations
 
     def collect(self) -> Iterator[pytest.Item]:
+        xdist_group = f"{self.parent.rel}:{self.dataset.key}"
+        suffix = f"@{xdist_group}" if _suffix_ourselves(self) else ""
         for exp in self.expectations:
             groups = list(self.dataset.classes) if exp.group == "class" else [None]
             for group in groups:
                 name = item_name(exp, group)
-                yield AggregateItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}",
-                                                expectation=exp, group=group)
+                item = AggregateItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}{suffix}",
+                                                 expectation=exp, group=group)
+                if not suffix:
+                    item.add_marker(pytest.mark.xdist_group(xdist_group))
+                yield item
+
+
+def _suffix_ourselves(node: pytest.Collector) -> bool:
+    """Under ``--dist loadgroup`` on pytest >= 9.2, whose structured node ids pytest-xdist can no
+    longer rename (pytest-xdist#1386): give our ids their ``@group`` suffix ourselves, as xdist
+    does, so the scheduler still keeps a dataset's items on one worker."""
+    if not getattr(node.config.option, "loadgroup", False):
+        return False
+    return "_nodeid" not in vars(node)  # older pytest keeps a plain string there, which xdist renames
 
 
 class AggregateItem(AuditItem):
@@ -60,7 +74,6 @@ class AggregateItem(AuditItem):
     def __init__(self, *, group: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.group = group
-        self.add_marker(pytest.mark.xdist_group(f"{self.parent.parent.rel}::{self.expectation.dataset}"))
 
     def describe(self) -> str:
         text = self.expectation.text

@@ -1,0 +1,246 @@
+"""Dataset audits end to end through pytester: verdicts that follow values computed here, per-class
+items, unreadable images, images without the region, one pass per (file, dataset), xdist groups."""
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import vitaudit
+from vitaudit.images import load_image
+
+SCENES = Path(__file__).resolve().parent.parent / "audits" / "datasets" / "scenes"
+CLASSES = ("checkered", "confetti", "dotted", "rainbow", "striped")
+LABEL_ORDER = ("striped", "checkered", "dotted", "confetti", "rainbow")  # fixtures/scenes.CLASSES
+# Two scenes per class: scene i has class LABEL_ORDER[i % 5] in the committed set.
+PICKED = {c: [f"{k * 5 + LABEL_ORDER.index(c):05d}" for k in (0, 1)] for c in CLASSES}
+MODELS = """
+models:
+  vit: {name: "fixture:vit-scenes"}
+  cnn: {name: "fixture:resnet-scenes"}
+"""
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    """Per image, computed here with the single-image API and numpy: attention mass in the
+    object, the Grad-CAM peak's hit, the ViT's top-1."""
+    vit = vitaudit.load_model("fixture:vit-scenes")
+    cnn = vitaudit.load_model("fixture:resnet-scenes")
+    out = {}
+    for c, stems in PICKED.items():
+        for stem in stems:
+            path = SCENES / "clean" / c / f"{stem}.png"
+            mask = np.asarray(Image.open(SCENES / "masks" / f"{stem}.png")) > 0
+            hm = vitaudit.explain(vit, load_image(path), "attention").heatmap.astype(np.float64)
+            g = vitaudit.explain(cnn, load_image(path), "gradcam").heatmap
+            peak = np.unravel_index(np.nanargmax(g), g.shape)
+            probs = vitaudit.explain(vit, load_image(path), "attention").probs
+            out[f"data/{c}/{stem}.png"] = {
+                "label": c,
+                "mass": float(np.nansum(hm * mask) / np.nansum(hm)),
+                "hit": bool(mask[peak]),
+                "correct": vit.labels[int(np.argmax(probs))] == c,
+            }
+    return out
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    for c, stems in PICKED.items():
+        for stem in stems:
+            (pytester.path / "data" / c).mkdir(parents=True, exist_ok=True)
+            (pytester.path / "masks").mkdir(exist_ok=True)
+            shutil.copy(SCENES / "clean" / c / f"{stem}.png", pytester.path / "data" / c / f"{stem}.png")
+            shutil.copy(SCENES / "masks" / f"{stem}.png", pytester.path / "masks" / f"{stem}.png")
+    return pytester
+
+
+def write(pytester: pytest.Pytester, expect: str, datasets: str | None = None, name: str = "audit_d.yaml") -> None:
+    datasets = datasets or """
+        scenes:
+          folder: data
+          labels: folders
+          regions:
+            object: {mask: "masks/{stem}.png"}
+    """
+    body = (MODELS + "datasets:\n" + textwrap.indent(textwrap.dedent(datasets).strip("\n"), "  ") + "\n"
+            + "expect:\n" + textwrap.indent(textwrap.dedent(expect).strip("\n"), "  ") + "\n")
+    (pytester.path / name).write_text(body)
+
+
+def rows(pytester: pytest.Pytester) -> list[dict]:
+    doc = json.loads((pytester.path / "reports" / "audit.json").read_text())
+    return doc["expectations"]
+
+
+def results(pytester: pytest.Pytester) -> list[dict]:
+    """Each expectation's row of ``audit.json`` with its full result (``aggregate_view``) beside it."""
+    doc = json.loads((pytester.path / "reports" / "audit.json").read_text())
+    return [{**full, **{k: v for k, v in row.items() if v is not None}}
+            for full, row in zip(doc["run"]["results"], doc["expectations"])]
+
+
+def test_verdicts_follow_values_computed_here(project: pytest.Pytester, reference: dict) -> None:
+    masses = np.array([r["mass"] for r in reference.values()])
+    mean, p25 = masses.mean(), np.percentile(masses, 25)
+    t = float(np.median(masses))  # half the images above it, half at or below
+    above = float((masses > t).mean())
+    hits = float(np.mean([r["hit"] for r in reference.values()]))
+    acc = float(np.mean([r["correct"] for r in reference.values()]))
+    write(project, f"""
+        - scenes: mean vit.attention mass in object > {mean - 0.01:.4f}
+        - scenes: mean vit.attention mass in object > {mean + 0.01:.4f}
+        - scenes: p25 vit.attention mass in object < {p25 + 0.01:.4f}
+        - scenes: p25 vit.attention mass in object < {p25 - 0.01:.4f}
+        - scenes: vit.attention mass in object > {t:.6f} for {above * 100 - 1:g}% of images
+        - scenes: vit.attention mass in object > {t:.6f} for {above * 100 + 1:g}% of images
+        - scenes: cnn.gradcam pointing game hits object for {hits * 100:g}% of images
+        - scenes: cnn.gradcam pointing game hits object for {hits * 100 + 5:g}% of images
+        - scenes: vit accuracy >= {acc:.4f}
+        - scenes: vit accuracy > {acc:.4f}
+    """)
+    result = project.runpytest("-p", "no:cacheprovider", "-q")
+    outcomes = [r["outcome"] for r in rows(project)]
+    assert outcomes == ["passed", "failed"] * 4 + ["passed", "failed"], result.stdout.str()
+    by_text = {r["text"]: r for r in results(project)}
+    first = by_text[next(iter(by_text))]
+    assert first["dataset"] == "scenes" and first["aggregate"] == "mean" and first["n_images"] == 10
+    assert first["value"] == pytest.approx(mean, abs=1e-5)
+    per_image = {p["image"]: p["value"] for p in first["per_image"]}
+    assert set(per_image) == set(reference)
+    for image, ref in reference.items():
+        assert per_image[image] == pytest.approx(ref["mass"], abs=1e-5), image
+    share = [r for r in results(project) if r["aggregate"] == "share"][0]
+    assert share["value"] == pytest.approx(above) and share["threshold"] == pytest.approx(above - 0.01)
+    assert [p["passed"] for p in share["per_image"]] == [reference[p["image"]]["mass"] > t for p in share["per_image"]]
+
+
+def test_failure_sentence_names_aggregate_threshold_n_and_worst_images(project: pytest.Pytester,
+                                                                       reference: dict) -> None:
+    write(project, "- scenes: mean vit.attention mass in object > 0.99")
+    result = project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report")
+    result.assert_outcomes(failed=1)
+    mean = np.mean([r["mass"] for r in reference.values()])
+    worst = sorted(reference, key=lambda k: reference[k]["mass"])[:5]
+    line = next(x for x in result.stdout.lines if x.startswith("audit_d.yaml:"))
+    at = (project.path / "audit_d.yaml").read_text().splitlines().index("  - scenes: mean vit.attention mass in object > 0.99") + 1
+    assert line.startswith(f"audit_d.yaml:{at}: 'scenes: mean vit.attention mass in object > 0.99' failed: "
+                           f"mean = {mean:.3g} over 10 images (expected > 0.99); worst: {worst[0]} ")
+    assert [w for w in worst if w in line] == worst
+    assert "[dataset 'scenes', model vit = fixture:vit-scenes]" in line
+
+
+def test_one_item_per_class_with_its_own_verdict(project: pytest.Pytester, reference: dict) -> None:
+    write(project, "- scenes: vit.attention mass in object > 0.5 for 100% of images per class")
+    result = project.runpytest("-p", "no:cacheprovider", "-v", "--audit-no-report")
+    for c in CLASSES:
+        ok = all(r["mass"] > 0.5 for r in reference.values() if r["label"] == c)
+        result.stdout.fnmatch_lines([f"*vit.attention-mass_in?object,100%,class={c}? {'PASSED' if ok else 'FAILED'}*"])
+    assert result.ret in (0, 1)
+    assert len([x for x in result.stdout.lines if x.startswith("audit_d.yaml::") and "class=" in x]) == 5
+
+
+def test_unreadable_images_fail_the_expectations_unless_skipped(project: pytest.Pytester) -> None:
+    (project.path / "data" / "striped" / "broken.png").write_bytes(b"not a png")
+    shutil.copy(project.path / "masks" / "00004.png", project.path / "masks" / "broken.png")
+    write(project, "- scenes: mean vit.attention mass in object > 0.0")
+    result = project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*1 image of dataset 'scenes' could not be read: data/striped/broken.png (*"
+                                 "(or add on_error: skip to the dataset to count them out)*"])
+    write(project, "- scenes: mean vit.attention mass in object > 0.0", datasets="""
+        scenes:
+          folder: data
+          labels: folders
+          on_error: skip
+          regions:
+            object: {mask: "masks/{stem}.png"}
+    """)
+    result = project.runpytest("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=1)
+    (r,) = results(project)
+    assert r["n_images"] == 10
+    assert r["aggregate_view"]["n_not_counted"] == 1
+    assert r["aggregate_view"]["not_counted"][0].startswith("data/striped/broken.png: ")
+
+
+def test_a_region_counts_only_the_images_that_have_it(project: pytest.Pytester, reference: dict) -> None:
+    lines = ["path,label,object"]
+    with_box = sorted(reference)[:4]
+    for image in sorted(reference):
+        lines.append(f"{image},{reference[image]['label']},{'0 0 32 32' if image in with_box else ''}")
+    (project.path / "list.csv").write_text("\n".join(lines) + "\n")
+    write(project, "- listed: mean vit.attention mass in object > 0.99", datasets="listed: {csv: list.csv}")
+    result = project.runpytest("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*over 4 of 10 images (those with 'object')*"])
+    (r,) = results(project)
+    assert r["n_images"] == 4 and sorted(p["image"] for p in r["per_image"]) == with_box
+    assert r["aggregate_view"]["n_without_region"] == 6
+
+
+COUNTER = """
+import json, os
+import vitaudit.engine as engine
+
+_forward = engine.forward
+seen = []
+
+def counting(model, x, needs):
+    seen.append([model.name, int(x.shape[0])])
+    return _forward(model, x, needs)
+
+engine.forward = counting
+
+def pytest_sessionfinish(session):
+    name = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with open(f"forwards-{name}.json", "w") as f:
+        json.dump(seen, f)
+"""
+
+
+def forwards(pytester: pytest.Pytester) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for f in pytester.path.glob("forwards-*.json"):
+        for name, n in json.loads(f.read_text()):
+            total[name] = total.get(name, 0) + n
+    return total
+
+
+def test_one_pass_per_dataset_serves_every_expectation(project: pytest.Pytester) -> None:
+    project.makeconftest(COUNTER)
+    write(project, """
+        - scenes: vit accuracy > 0.5
+        - scenes: mean vit.attention mass in object > 0.1
+        - scenes: vit.rollout mass in object > 0.1 for 50% of images
+        - scenes: agreement(vit.rollout, cnn.gradcam) > -1 for 50% of images per class
+        - scenes: cnn.gradcam pointing game hits object for 10% of images
+    """)
+    result = project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report")
+    result.assert_outcomes(passed=9)
+    assert forwards(project) == {"fixture:vit-scenes": 10, "fixture:resnet-scenes": 10}
+
+
+def test_xdist_keeps_a_dataset_on_one_worker(project: pytest.Pytester) -> None:
+    project.makeconftest(COUNTER)
+    write(project, """
+        - scenes: vit accuracy > 0.5
+        - scenes: mean vit.attention mass in object > 0.1
+        - scenes: vit.attention mass in object > 0.1 for 50% of images per class
+    """)
+    write(project, "- scenes: mean cnn.gradcam mass in object > 0.1", name="audit_e.yaml")
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "-v", "-n", "2", "--dist", "loadgroup",
+                                          "--audit-no-report")
+    result.assert_outcomes(passed=8)
+    # each (file, dataset) pass ran once, on one worker: 10 images per model and file
+    assert forwards(project) == {"fixture:vit-scenes": 10, "fixture:resnet-scenes": 10}
+    result.stdout.fnmatch_lines(["*PASSED audit_d.yaml::scenes::vit-accuracy@audit_d.yaml:scenes*"])
+    items = project.getitems(project.path / "audit_d.yaml")
+    groups = {m.args[0] for item in items for m in item.iter_markers("xdist_group")}
+    assert groups == {"audit_d.yaml:scenes"}
