@@ -252,3 +252,28 @@ def test_csv_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(DatasetError, match=f"^list.csv: {message}$") as info:
         load_csv(str(tmp_path / "list.csv"), base_dir=str(tmp_path))
     assert info.value.field == "csv"
+
+
+@pytest.mark.parametrize("raw, name", [("traffic light", "traffic_light"), ("  hair   drier ", "hair_drier"),
+                                       ("t-shirt/top", "t-shirt_top"), ("10", "_10"), ("dog", "dog")])
+def test_region_names_from_annotation_names(raw: str, name: str) -> None:
+    from vitaudit.datasets.regions import region_name
+
+    assert region_name(raw) == name
+
+
+@pytest.mark.parametrize("rel, path, name", [
+    ("a/b.png", "data/a/b.png", "data/a/b.png"), ("./a/b.png", "data/a/b.png", "data/a/b.png"),
+    ("a//b.png", "data/a/b.png", "data/a/b.png"), ("a/../b.png", "data/b.png", "data/b.png"),
+    ("../x.png", "x.png", "x.png"), ("../../up.png", "../up.png", "../up.png"), ("a\\b.png", "data/a/b.png", "data/a/b.png"),
+    (".hidden/c.png", "data/.hidden/c.png", "data/.hidden/c.png"),
+])
+def test_sample_paths_and_names(tmp_path: Path, rel: str, path: str, name: str) -> None:
+    """Names are relative to the audit file's folder, normalised, with '/' separators."""
+    import os
+
+    from vitaudit.datasets.paths import Namer
+
+    base = tmp_path / "audit"
+    got_path, got_name = Namer(str(base / "data"), str(base)).below(rel)
+    assert got_path == os.path.normpath(str(base / path)) and got_name == name
