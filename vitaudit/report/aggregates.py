@@ -283,14 +283,14 @@ def example_uris(r: ExpectationResult) -> Iterable[str | None]:
     view = r.aggregate_view
     if view is None:
         return
-    for ex in _chosen(view.examples):
+    for ex in shown_examples(view.examples):
         for p in ex.panels:
             yield p.uri
             yield p.outline
 
 
-def _chosen(examples: Sequence[Example]) -> list[Example]:
-    """The worst :data:`MAX_WORST` and best :data:`MAX_BEST`, in the order the run gave them."""
+def shown_examples(examples: Sequence[Example]) -> list[Example]:
+    """The examples a card shows: the worst :data:`MAX_WORST` and best :data:`MAX_BEST`, in the order the run gave them."""
     worst = [e for e in examples if e.role == "worst"][:MAX_WORST]
     best = [e for e in examples if e.role == "best"][:MAX_BEST]
     return worst + best
@@ -313,7 +313,7 @@ def aggregate_card(r: ExpectationResult, pics: "PicTable") -> AggregateCard:
     """The aggregate part of ``r``'s card (``r.dataset`` is set; ``aggregate_view`` may be None)."""
     view = r.aggregate_view or AggregateView()
     hist, note = build_histogram(r, view)
-    chosen = _chosen(view.examples)
+    chosen = shown_examples(view.examples)
     return AggregateCard(
         subject=subject_text(r),
         measure=measure_text(r, view),

@@ -19,7 +19,9 @@ from markupsafe import Markup
 
 from vitaudit.results import OUTCOMES, ExpectationResult, ImageView, ModelView, Panel, Prediction, RunResults
 
-from .aggregates import AggregateCard, ClassSummary, aggregate_card, class_summary, example_uris, subject_text
+from .aggregates import (
+    AggregateCard, ClassSummary, aggregate_card, class_summary, example_uris, shown_examples, subject_text,
+)
 from .jsondoc import FAILING
 from .format import fmt_duration, fmt_num, fmt_op, fmt_pair, fmt_prob, is_number
 
@@ -207,7 +209,7 @@ def _search_text(r: ExpectationResult) -> str:
              *r.models, *r.methods, r.metric or "", r.region or "",
              r.dataset or "", r.group or "", r.aggregate or ""]
     if r.aggregate_view is not None:  # the images shown (worst / best), never the whole per-image list
-        parts += [e.image for e in r.aggregate_view.examples]
+        parts += [e.image for e in shown_examples(r.aggregate_view.examples)]
     parts += [p.label for p in r.topk or []]
     parts += [p.title for p in r.panels]
     return " ".join(str(p) for p in parts).lower()

@@ -8,6 +8,7 @@ goes through :mod:`.visuals` exactly as the plugin does.
 """
 from __future__ import annotations
 
+import functools
 import platform
 import sys
 from dataclasses import dataclass
@@ -245,6 +246,22 @@ _AGGREGATES: list[tuple[Any, ...]] = [
 ]
 
 
+@functools.lru_cache(maxsize=2)
+def _example_photos(k: int) -> tuple[_Photo, ...]:
+    """The photos of the sample dataset's classes, at the size examples are shown (maps are made
+    at that size too, as the plugin draws examples from maps resized to the picture)."""
+    out = []
+    for j in range(k):
+        ph = _photo(j, np.random.default_rng(j))
+        h, w = ph.rgb.shape[:2]
+        f = min(1.0, EXAMPLE["max_side"] / max(h, w))  # type: ignore[operator]
+        size = (max(1, round(w * f)), max(1, round(h * f)))
+        rgb = cv2.resize(ph.rgb, size, interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(ph.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+        out.append(_Photo(ph.key, rgb, ph.region, mask, ph.labels))
+    return tuple(out)
+
+
 def _check(op: str | None, threshold: Any, v: float) -> bool:
     return {">": v > threshold, ">=": v >= threshold, "<": v < threshold, "<=": v <= threshold}.get(op or "", v >= 0.5)
 
@@ -266,17 +283,15 @@ def dataset_results(
     k = len(DATASET_CLASSES)
     labels = [DATASET_CLASSES[i % k] for i in range(n_images)]
     paths = [f"data/{dataset}/{labels[i]}/{labels[i]}_{i:05d}.png" for i in range(n_images)]
-    photos = [_photo(j, rng) for j in range(k)]
+    photos = _example_photos(k)
     overlays: dict[tuple[int, str, str], tuple[str, str]] = {}
 
     def picture(i: int, model: str, method: str) -> Panel:
         if (i, model, method) not in overlays:
             ph = photos[i % k]
             m = _heatmap(ph.mask, np.random.default_rng(i), 0.7, vit=model == "vit")
-            h, w = ph.rgb.shape[:2]
-            f = min(1.0, EXAMPLE["max_side"] / max(h, w))  # type: ignore[operator]
             overlays[(i, model, method)] = (enc(visuals.overlay(ph.rgb, m), **EXAMPLE),
-                                            visuals.outline_layer(ph.mask, (max(1, round(h * f)), max(1, round(w * f)))))
+                                            visuals.outline_layer(ph.mask, ph.rgb.shape[:2]))
         uri, outline = overlays[(i, model, method)]
         return Panel(f"{model} · {method}", uri, caption=f"outline: {photos[i % k].region}", outline=outline)
 
