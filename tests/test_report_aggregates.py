@@ -333,3 +333,18 @@ def test_page_stays_under_5_mb_for_a_10000_image_dataset(tmp_path):
     n_cards = len(run.results)
     assert len(re.findall(r'<figure class="ex', html_path.read_text(encoding="utf-8"))) == n_cards * (MAX_WORST + MAX_BEST)
     print(f"HTML for 10,000 images: {size / 1e6:.2f} MB")
+
+
+def test_an_example_picture_shown_on_several_cards_is_stored_once():
+    results = small()
+    shared = results[0].aggregate_view.examples[0].panels[0]
+    results[1].aggregate_view.examples[0].panels[0] = copy.deepcopy(shared)
+    html = render_html(_run(results))
+    assert html.count(shared.uri) == 1 and html.count(shared.outline) == 1
+    page = Page(html)
+    data = json.loads(page.scripts[0][1])
+    assert shared.uri in data["images"].values()
+    refs = [a["data-ref"] for a in page.all("img") if a.get("data-ref")]
+    ref = next(k for k, v in data["images"].items() if v == shared.uri)
+    uses = sum(p.uri == shared.uri for r in results for e in r.aggregate_view.examples for p in e.panels)
+    assert uses >= 2 and refs.count(ref) == uses
