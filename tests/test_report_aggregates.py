@@ -348,3 +348,35 @@ def test_an_example_picture_shown_on_several_cards_is_stored_once():
     ref = next(k for k, v in data["images"].items() if v == shared.uri)
     uses = sum(p.uri == shared.uri for r in results for e in r.aggregate_view.examples for p in e.panels)
     assert uses >= 2 and refs.count(ref) == uses
+
+
+def test_measure_names_the_aggregate():
+    from vitaudit.report.aggregates import measure_text
+
+    def text(agg, op=None, thr=None):
+        r = ExpectationResult(nodeid="n", file="f", line=1, text="t", kind="localisation", outcome="passed",
+                              metric="mass_in", dataset="d", aggregate=agg)
+        return measure_text(r, AggregateView(per_image_op=op, per_image_threshold=thr))
+
+    assert [text(a) for a in ("mean", "median", "min", "max")] == [f"{a} mass_in" for a in ("mean", "median", "min", "max")]
+    assert text("p90") == "90th percentile of mass_in"
+    assert text("share", ">", 0.3) == "share of images with mass_in > 0.3"
+    assert text("share", "between", [0.2, 0.8]) == "share of images with mass_in ∈ [0.2, 0.8]"
+    assert text("share", "hits") == "share of images with mass_in hits"
+    assert text("accuracy") == "accuracy"
+
+
+def test_dataset_error_without_a_view_and_the_by_dataset_table(mixed):
+    run = copy.deepcopy(mixed)
+    run.results.append(ExpectationResult(
+        nodeid="audits/datasets.yaml::scenes::20", file="audits/datasets.yaml", line=20, kind="error",
+        text="scenes: mean vit.attention mass in nowhere > 0.5", outcome="error", dataset="scenes",
+        message="audits/datasets.yaml:20: unknown region 'nowhere'"))
+    html = render_html(run)
+    card = _card(html, f"c{len(run.results) - 1}")
+    assert "unknown region" in card and "dataset scenes" in card and "<svg" not in card and 'class="agg"' not in card
+    ctx = build_context(run, "n")
+    ((name, counts),) = ctx["per_dataset"]
+    expected = {o: sum(r.outcome == o for r in run.results if r.dataset == "scenes") for o in ("passed", "failed", "error")}
+    assert name == "scenes" and {o: counts.by_outcome[o] for o in expected} == expected and expected["error"] == 1
+    assert "<h2>By dataset</h2>" in html and "<h2>By dataset</h2>" not in render_html(sample_run(1, 2, layer_grids=0))

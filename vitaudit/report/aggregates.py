@@ -310,7 +310,7 @@ def _class_row(row: ClassRow, current: str | None) -> ClassRowView:
 
 
 def aggregate_card(r: ExpectationResult, pics: "PicTable") -> AggregateCard:
-    """The aggregate part of ``r``'s card (``r.dataset`` is set; ``aggregate_view`` may be None)."""
+    """The aggregate part of ``r``'s card (``r.dataset`` and ``r.aggregate_view`` are set)."""
     view = r.aggregate_view or AggregateView()
     hist, note = build_histogram(r, view)
     chosen = shown_examples(view.examples)

@@ -238,7 +238,7 @@ def card_view(index: int, r: ExpectationResult, pics: PicTable) -> CardView:
         warnings=warnings,
         search=_search_text(r),
         subject=subject_text(r),
-        agg=aggregate_card(r, pics) if r.dataset is not None else None,
+        agg=aggregate_card(r, pics) if r.dataset is not None and r.aggregate_view is not None else None,
     )
 
 
@@ -309,15 +309,17 @@ def build_context(run: RunResults, nonce: str) -> dict[str, Any]:
     """The template's whole context, and the JSON handed to the page's script under ``data``."""
     pics = PicTable(all_uris(run))
     files, cards = group_results(run, pics)
-    total, per_model = Counts(), {}
+    total, per_model, per_dataset = Counts(), {}, {}
     for r in run.results:
         total.add(r.outcome)
         for m in dict.fromkeys(r.models):
             per_model.setdefault(m, Counts()).add(r.outcome)
+        if r.dataset is not None:
+            per_dataset.setdefault(r.dataset, Counts()).add(r.outcome)
     models = sorted({m for r in run.results for m in r.models} | {v.model for iv in run.images for v in iv.views})
     failing = sum(total.by_outcome.get(o, 0) for o in FAILING)
     status = "interrupted" if run.interrupted else ("failed" if failing else "passed")
-    datasets = sorted({r.dataset for r in run.results if r.dataset is not None})
+    datasets = sorted(per_dataset)
     data = {
         "images": pics.shared,
         "cards": [
@@ -334,6 +336,7 @@ def build_context(run: RunResults, nonce: str) -> dict[str, Any]:
         "total": total,
         "per_file": [(f.file, f.counts) for f in files],
         "per_model": sorted(per_model.items()),
+        "per_dataset": sorted(per_dataset.items()),
         "environment": environment_rows(run.environment),
         "duration": fmt_duration(run.duration),
         "files": files,
