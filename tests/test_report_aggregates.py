@@ -360,6 +360,7 @@ def test_measure_names_the_aggregate():
 
     assert [text(a) for a in ("mean", "median", "min", "max")] == [f"{a} mass_in" for a in ("mean", "median", "min", "max")]
     assert text("p90") == "90th percentile of mass_in"
+    assert [text(p).split()[0] for p in ("p1", "p2", "p3", "p11", "p21", "p99.5")] == ["1st", "2nd", "3rd", "11th", "21st", "99.5th"]
     assert text("share", ">", 0.3) == "share of images with mass_in > 0.3"
     assert text("share", "between", [0.2, 0.8]) == "share of images with mass_in ∈ [0.2, 0.8]"
     assert text("share", "hits") == "share of images with mass_in hits"

@@ -167,7 +167,10 @@ def measure_text(r: ExpectationResult, view: AggregateView | None) -> str:
         check = _check_text(metric, view.per_image_op if view else None, view.per_image_threshold if view else None)
         return f"share of images with {check}"
     if agg.startswith("p") and agg[1:].replace(".", "", 1).isdigit():
-        return f"{agg[1:]}th percentile of {metric}"
+        n = agg[1:]
+        last = int(float(n)) % 100 if float(n) == int(float(n)) else -1
+        suffix = "th" if last in (11, 12, 13) or last < 0 else {1: "st", 2: "nd", 3: "rd"}.get(last % 10, "th")
+        return f"{n}{suffix} percentile of {metric}"
     return f"{agg} {metric}".strip()
 
 
