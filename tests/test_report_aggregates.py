@@ -154,6 +154,9 @@ def test_aggregate_card_shows_verdict_n_share_examples_and_classes(mixed, mixed_
     text = " ".join(Page(card).alltext.split())
     assert f"N = {share.n_images} images" in text
     assert f"{100 * share.aggregate_view.share_passing:.1f} % of {share.n_images} images pass" in text
+    big = copy.deepcopy(share)
+    big.n_images = 12345
+    assert "N = 12,345 images" in " ".join(Page(render_html(_run([big]))).alltext.split())
     assert 'class="badge o-failed"' in card and share.message in Page(card).alltext
     assert 'class="gauge"' in card
     worst = [e for e in share.aggregate_view.examples if e.role == "worst"]

@@ -118,6 +118,7 @@ class AggregateCard:
     subject: str  # "dataset scenes · class cat"
     measure: str  # "mean attention_mass", "share of images with attention_mass ≥ 0.3", "accuracy"
     n_images: int | None
+    n_text: str  # "10,000"
     share_text: str  # "83.0 % of 10000 images pass (attention_mass ≥ 0.3)"
     histogram: Histogram | None
     histogram_note: str  # why there is no histogram, when there is none
@@ -189,7 +190,7 @@ def _finite(x: Any) -> bool:
 def _share_text(view: AggregateView, n: int | None, metric: str, aggregate: str | None) -> str:
     if not _finite(view.share_passing):
         return ""
-    of = f" of {n} images" if n is not None else ""
+    of = f" of {n:,} images" if n is not None else ""
     if aggregate == "accuracy":
         return f"{fmt_prob(float(view.share_passing))}{of} classified correctly"  # type: ignore[arg-type]
     check = _check_text(metric, view.per_image_op, view.per_image_threshold)
@@ -321,6 +322,7 @@ def aggregate_card(r: ExpectationResult, pics: "PicTable") -> AggregateCard:
         subject=subject_text(r),
         measure=measure_text(r, view),
         n_images=r.n_images,
+        n_text=f"{r.n_images:,}" if isinstance(r.n_images, int) else "",
         share_text=_share_text(view, r.n_images, r.metric or "value", r.aggregate),
         histogram=hist,
         histogram_note=note,

@@ -233,16 +233,16 @@ DATASET_FILE = "audits/datasets.yaml"
 #:  per class, beta a/b of the per-image values per class)
 _AGGREGATES: list[tuple[Any, ...]] = [
     (8, "scenes: vit accuracy > 0.95", "prediction", "accuracy", "vit", None, "top1", ">", 0.95, "is", None, False, None),
-    (9, "scenes: mean vit.attention mass in object > 0.5", "localisation", "mean", "vit", "attention", "attention_mass",
+    (9, "scenes: mean vit.attention mass in object > 0.5", "localisation", "mean", "vit", "attention", "mass_in",
      ">", 0.5, None, None, False, [(6, 4), (5, 5), (4, 6), (7, 3)]),
     (10, "scenes: vit.rollout pointing game hits object for 80% of images", "localisation", "share", "vit", "rollout",
      "pointing_game", ">=", 0.8, "hits", None, False, None),
     (11, "scenes: resnet.gradcam mass in object > 0.3 for 90% of images", "localisation", "share", "resnet", "gradcam",
-     "attention_mass", ">=", 0.9, ">", 0.3, False, [(5, 3), (4, 4), (3, 5), (6, 2)]),
+     "mass_in", ">=", 0.9, ">", 0.3, False, [(5, 3), (4, 4), (3, 5), (6, 2)]),
     (12, "scenes: agreement(vit.rollout, resnet.gradcam) > 0.3 for 75% of images", "comparison", "share", "vit", "rollout",
-     "iou_top20", ">=", 0.75, ">", 0.3, False, [(3, 4), (3, 4), (3, 4), (3, 4)]),
+     "agreement", ">=", 0.75, ">", 0.3, False, [(3, 4), (3, 4), (3, 4), (3, 4)]),
     (13, "scenes: vit.attention mass in object > 0.3 for 80% of images per class", "localisation", "share", "vit",
-     "attention", "attention_mass", ">=", 0.8, ">", 0.3, True, [(6, 3), (5, 4), (2, 5), (7, 2)]),
+     "attention", "mass_in", ">=", 0.8, ">", 0.3, True, [(6, 3), (5, 4), (2, 5), (7, 2)]),
 ]
 
 
