@@ -13,7 +13,7 @@ from vitaudit.report import render_html, run_from_document, strip_pictures, writ
 from vitaudit.report.aggregates import HIST_H, HIST_W, MAX_BEST, MAX_WORST, build_histogram, histogram
 from vitaudit.report.context import build_context
 from vitaudit.report.sample import DATASET_CLASSES, dataset_results, sample_run
-from vitaudit.results import AggregateView, Example, ExpectationResult, RunResults
+from vitaudit.results import AggregateView, ExpectationResult, RunResults
 
 PAGE_LIMIT = 5_000_000  # bytes, for a 10,000-image dataset (issue 8)
 
