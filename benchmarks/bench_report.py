@@ -6,6 +6,11 @@ per-head mosaics. Prints the time to make the pictures (what the plugin spends i
 workers), the time to render + write the report and audit.json, and their sizes, against
 the goals: render+write <= 3 s, HTML < 25 MB.
 
+Then a dataset audit's report: six aggregate expectations (accuracy, a mean, three shares, one
+share per class: 9 cards) over a 10,000-image labelled dataset (``--dataset-images``), each
+card with its histogram, 9 example overlays and per-class rows; the per-image lists go to
+audit.json only. Goal: HTML <= 5 MB.
+
     python benchmarks/bench_report.py            # the default picture settings
     python benchmarks/bench_report.py --sweep    # compare encodings (slower)
 """
@@ -22,9 +27,11 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 from vitaudit.report import sample, visuals, write_report
+from vitaudit.results import RunResults
 
 GOAL_RENDER_S = 3.0
 GOAL_HTML_MB = 25.0
+GOAL_DATASET_HTML_MB = 5.0
 
 
 def _timed(fn: Callable, totals: dict[str, list[float]]) -> Callable:
@@ -74,12 +81,33 @@ def measure(card: dict[str, Any], n_images: int, per_image: int, grids: int, rep
     return {"visuals_s": vis_s, "render_s": render_s, "html_mb": html_mb, "json_kb": json_kb}
 
 
+def measure_dataset(n_images: int) -> dict[str, float]:
+    """Render the report of :func:`sample.dataset_results` over ``n_images`` images; sizes and time."""
+    t0 = time.perf_counter()
+    results = sample.dataset_results(n_images)
+    build_s = time.perf_counter() - t0
+    run = RunResults(started_at="2025-11-26T10:00:00+00:00", duration=0.0, command="pytest audits/",
+                     environment={}, results=results)
+    with tempfile.TemporaryDirectory() as d:
+        html, js = Path(d) / "audit.html", Path(d) / "audit.json"
+        t0 = time.perf_counter()
+        write_report(run, html, js)
+        render_s = time.perf_counter() - t0
+        html_mb, json_mb = html.stat().st_size / 1e6, js.stat().st_size / 1e6
+    n_per_image = sum(len(r.per_image or []) for r in results)
+    print(f"dataset run: {n_images} images, {len(results)} aggregate cards, {n_per_image} per-image values "
+          f"(sample built in {build_s:.2f} s)")
+    print(f"render + write: {render_s:.2f} s   HTML: {html_mb:.2f} MB   JSON: {json_mb:.1f} MB")
+    return {"render_s": render_s, "html_mb": html_mb, "json_mb": json_mb}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=50)
     ap.add_argument("--per-image", type=int, default=10)
     ap.add_argument("--grids", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dataset-images", type=int, default=10_000, help="images of the dataset audit (0: skip it)")
     ap.add_argument("--sweep", action="store_true", help="also compare other encodings")
     args = ap.parse_args(argv)
     print(f"picture settings: {sample.CARD} (mosaics: {sample.GRID})")
@@ -87,6 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     ok_render, ok_size = m["render_s"] <= GOAL_RENDER_S, m["html_mb"] < GOAL_HTML_MB
     print(f"goal render+write <= {GOAL_RENDER_S:.0f} s: {'met' if ok_render else 'NOT met'} ({m['render_s']:.2f} s)")
     print(f"goal HTML < {GOAL_HTML_MB:.0f} MB: {'met' if ok_size else 'NOT met'} ({m['html_mb']:.1f} MB)")
+    ok_dataset = True
+    if args.dataset_images > 0:
+        print()
+        dm = measure_dataset(args.dataset_images)
+        ok_dataset = dm["html_mb"] <= GOAL_DATASET_HTML_MB
+        print(f"goal dataset HTML <= {GOAL_DATASET_HTML_MB:.0f} MB at {args.dataset_images} images: "
+              f"{'met' if ok_dataset else 'NOT met'} ({dm['html_mb']:.2f} MB)")
     if args.sweep:
         print("\nencoding sweep (card and strip pictures):")
         print(f"  {'settings':44s} {'visuals s':>9s} {'render s':>9s} {'HTML MB':>8s}")
@@ -95,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                      {"fmt": "webp", "quality": 70, "max_side": 320}):
             s = measure(card, args.images, args.per_image, args.grids, 1, verbose=False)
             print(f"  {str(card):44s} {s['visuals_s']:9.2f} {s['render_s']:9.2f} {s['html_mb']:8.1f}")
-    return 0 if ok_render and ok_size else 1
+    return 0 if ok_render and ok_size and ok_dataset else 1
 
 
 if __name__ == "__main__":

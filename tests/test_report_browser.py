@@ -17,6 +17,7 @@ pytestmark = pytest.mark.browser
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 EVIL_FILE = "audits/<script>alert(1)</script>.yaml"
+EVIL_DATASET = 'scenes"><img src=x onerror=alert(7)>'
 
 
 def _chromium() -> str:
@@ -35,8 +36,12 @@ def _playwright():
 
 
 def _run() -> RunResults:
-    """The sample run, plus an audit file whose name is markup, a 1000-character text, unicode."""
-    run = sample_run(6, 10, layer_grids=2)
+    """The sample run with a dataset's aggregate cards, plus an audit file and a dataset whose names
+    are markup, a 1000-character text, unicode."""
+    run = sample_run(6, 10, layer_grids=2, dataset_images=400)
+    for r in run.results:
+        if r.dataset is not None:
+            r.dataset = EVIL_DATASET
     last_image = run.images[-1].image
     for r in run.results:
         if r.image == last_image:
@@ -111,6 +116,32 @@ def test_report_in_headless_chromium(report, tmp_path):
             assert img.is_visible() and img.bounding_box()["height"] > 150
             assert grid.locator(".lg-rows span").all_inner_texts() == [f"L{i}" for i in range(1, 13)]
             assert grid.locator(".lg-cols span").all_inner_texts() == [f"H{i}" for i in range(1, 13)]
+
+            # aggregate cards: the histogram is drawn (no script needed), one bar per bin; every
+            # worst/best picture decoded with its outline laid exactly over it
+            aggs = [r for r in run.results if r.dataset is not None]
+            assert page.locator("article.agg-card").count() == len(aggs) > 0
+            for r in aggs:
+                card = page.locator(f"#{ids[id(r)]}")
+                svg = card.locator("svg.hist")
+                assert svg.is_visible() and svg.bounding_box()["height"] > 60
+                assert card.locator("svg.hist rect.bar").count() == len(r.aggregate_view.counts)
+                tallest = max(r.aggregate_view.counts)
+                i = r.aggregate_view.counts.index(tallest)
+                assert card.locator("svg.hist rect.bar").nth(i).bounding_box()["height"] > 40
+                pics = card.locator(".ex img:not(.outline)")
+                assert pics.count() == len(r.aggregate_view.examples) == 9
+                assert card.evaluate("c => [...c.querySelectorAll('.ex img')].every(i => i.complete && i.naturalWidth > 0)")
+                fig = card.locator(".ex .stack").first
+                under, over = fig.locator("img").nth(0).bounding_box(), fig.locator("img.outline").bounding_box()
+                assert under["width"] > 60 and all(abs(under[k] - over[k]) < 1 for k in ("x", "y", "width", "height"))
+
+            # by dataset (a key full of markup works as a plain value)
+            page.select_option("#f-dataset", EVIL_DATASET)
+            assert _visible_ids(page) == {ids[id(r)] for r in aggs}
+            assert count.inner_text() == f"{len(aggs)} of {total} expectations shown"
+            page.select_option("#f-dataset", "")
+            assert _visible_ids(page) == set(ids.values())
 
             # failures only: hides exactly the passed / skipped / xfailed cards
             page.check("#f-problems")

@@ -19,6 +19,9 @@ from markupsafe import Markup
 
 from vitaudit.results import OUTCOMES, ExpectationResult, ImageView, ModelView, Panel, Prediction, RunResults
 
+from .aggregates import (
+    AggregateCard, ClassSummary, aggregate_card, class_summary, example_uris, shown_examples, subject_text,
+)
 from .jsondoc import FAILING
 from .format import fmt_duration, fmt_num, fmt_op, fmt_pair, fmt_prob, is_number
 
@@ -77,6 +80,7 @@ def all_uris(run: RunResults) -> Iterable[str | None]:
         for p in r.panels:
             yield p.uri
             yield p.outline
+        yield from example_uris(r)
     for iv in run.images:
         yield iv.uri
         for v in iv.views:
@@ -129,6 +133,8 @@ class CardView:
     stats: list[tuple[str, str]]
     warnings: list[str]
     search: str
+    subject: str = ""  # "image cat_001", "dataset scenes · class cat": what the expectation is about
+    agg: AggregateCard | None = None  # dataset expectations: histogram, examples, per-class table
 
 
 @dataclass
@@ -145,13 +151,15 @@ class ViewCell:
 
 @dataclass
 class ImageGroup:
-    """The cards of one image of one audit file, with the models' views of that image."""
+    """The cards of one image (or one dataset) of one audit file, with the models' views of that image."""
 
     key: str | None
     original: Pic
     views: list[ViewCell]
     cards: list[CardView]
     counts: Counts
+    dataset: bool = False  # ``key`` names a dataset: its aggregate cards
+    classes: ClassSummary | None = None  # a dataset's per-class items side by side
 
 
 @dataclass
@@ -198,7 +206,10 @@ def _stats(map_stats: dict[str, Any] | None) -> tuple[list[tuple[str, str]], lis
 
 def _search_text(r: ExpectationResult) -> str:
     parts = [r.nodeid, f"{r.file}:{r.line}", r.text, r.kind, r.outcome, r.message, r.image or "",
-             *r.models, *r.methods, r.metric or "", r.region or ""]
+             *r.models, *r.methods, r.metric or "", r.region or "",
+             r.dataset or "", r.group or "", r.aggregate or ""]
+    if r.aggregate_view is not None:  # the images shown (worst / best), never the whole per-image list
+        parts += [e.image for e in shown_examples(r.aggregate_view.examples)]
     parts += [p.label for p in r.topk or []]
     parts += [p.title for p in r.panels]
     return " ".join(str(p) for p in parts).lower()
@@ -226,6 +237,8 @@ def card_view(index: int, r: ExpectationResult, pics: PicTable) -> CardView:
         stats=stats,
         warnings=warnings,
         search=_search_text(r),
+        subject=subject_text(r),
+        agg=aggregate_card(r, pics) if r.dataset is not None and r.aggregate_view is not None else None,
     )
 
 
@@ -243,15 +256,23 @@ def view_cell(v: ModelView, pics: PicTable) -> ViewCell:
     )
 
 
+def _group_key(r: ExpectationResult) -> tuple[str, str] | None:
+    """("dataset", key) or ("image", key); None for expectations about neither (Python audits)."""
+    if r.dataset is not None:
+        return ("dataset", r.dataset)
+    return ("image", r.image) if r.image is not None else None
+
+
 def group_results(run: RunResults, pics: PicTable) -> tuple[list[FileGroup], list[CardView]]:
-    """Cards grouped by audit file (sorted) then image (first appearance; cards without an image last)."""
+    """Cards grouped by audit file (sorted) then image or dataset (first appearance; cards about
+    neither last)."""
     cards = [card_view(i, r, pics) for i, r in enumerate(run.results)]
     views: dict[tuple[str, str], ImageView] = {(iv.file, iv.image): iv for iv in run.images}
-    by_file: dict[str, dict[str | None, list[CardView]]] = {}
+    by_file: dict[str, dict[tuple[str, str] | None, list[CardView]]] = {}
     for c in sorted(cards, key=lambda c: (c.r.file, c.r.line, int(c.id[1:]))):
-        by_file.setdefault(c.r.file, {}).setdefault(c.r.image, []).append(c)
+        by_file.setdefault(c.r.file, {}).setdefault(_group_key(c.r), []).append(c)
     for iv in run.images:  # images that have a view but no card still get their strip
-        by_file.setdefault(iv.file, {}).setdefault(iv.image, [])
+        by_file.setdefault(iv.file, {}).setdefault(("image", iv.image), [])
     files = []
     for file in sorted(by_file):
         images, file_counts = [], Counts()
@@ -262,13 +283,16 @@ def group_results(run: RunResults, pics: PicTable) -> tuple[list[FileGroup], lis
             for c in group_cards:
                 counts.add(c.r.outcome)
                 file_counts.add(c.r.outcome)
-            iv = views.get((file, key)) if key is not None else None
+            is_dataset = key is not None and key[0] == "dataset"
+            iv = views.get((file, key[1])) if key is not None and not is_dataset else None
             images.append(ImageGroup(
-                key=key,
+                key=key[1] if key is not None else None,
                 original=pics(iv.uri) if iv else Pic(),
                 views=[view_cell(v, pics) for v in iv.views] if iv else [],
                 cards=group_cards,
                 counts=counts,
+                dataset=is_dataset,
+                classes=class_summary(group_cards) if is_dataset else None,
             ))
         files.append(FileGroup(file=file, images=images, counts=file_counts))
     return files, cards
@@ -285,18 +309,22 @@ def build_context(run: RunResults, nonce: str) -> dict[str, Any]:
     """The template's whole context, and the JSON handed to the page's script under ``data``."""
     pics = PicTable(all_uris(run))
     files, cards = group_results(run, pics)
-    total, per_model = Counts(), {}
+    total, per_model, per_dataset = Counts(), {}, {}
     for r in run.results:
         total.add(r.outcome)
         for m in dict.fromkeys(r.models):
             per_model.setdefault(m, Counts()).add(r.outcome)
+        if r.dataset is not None:
+            per_dataset.setdefault(r.dataset, Counts()).add(r.outcome)
     models = sorted({m for r in run.results for m in r.models} | {v.model for iv in run.images for v in iv.views})
     failing = sum(total.by_outcome.get(o, 0) for o in FAILING)
     status = "interrupted" if run.interrupted else ("failed" if failing else "passed")
+    datasets = sorted(per_dataset)
     data = {
         "images": pics.shared,
         "cards": [
-            {"id": c.id, "outcome": c.r.outcome, "file": c.r.file, "models": list(c.r.models), "search": c.search}
+            {"id": c.id, "outcome": c.r.outcome, "file": c.r.file, "models": list(c.r.models),
+             "dataset": c.r.dataset, "search": c.search}
             for c in cards
         ],
     }
@@ -308,10 +336,12 @@ def build_context(run: RunResults, nonce: str) -> dict[str, Any]:
         "total": total,
         "per_file": [(f.file, f.counts) for f in files],
         "per_model": sorted(per_model.items()),
+        "per_dataset": sorted(per_dataset.items()),
         "environment": environment_rows(run.environment),
         "duration": fmt_duration(run.duration),
         "files": files,
         "models": models,
+        "datasets": datasets,
         "problems": [c for c in sorted(cards, key=lambda c: (c.r.file, c.r.line)) if c.problem],
         "n_cards": len(cards),
         "data": data,

@@ -7,13 +7,21 @@ Layout (``format: "vitaudit-audit/1"``)::
                  "by_file": {file: {outcome: n}}, "by_model": {model: {outcome: n}}},
      "expectations": [{"nodeid", "file", "line", "text", "kind", "outcome",
                        "metric", "region", "value", "op", "threshold", "models", "methods",
-                       "image", "message", "duration", "map_stats"}, ...],
-     "run": RunResults.to_dict() with pictures emptied}
+                       "image", "message", "duration", "map_stats",
+                       "dataset", "aggregate", "n_images", "group", "per_image"}, ...],
+     "run": RunResults.to_dict() with pictures emptied and per-image lists moved out}
+
+Dataset expectations fill ``dataset``, ``aggregate`` (``mean``, ``share``, ``accuracy``...),
+``n_images``, ``group`` (the class, or null) and ``per_image``: ``[{"image": path relative to
+the audit file, "value", "passed"}, ...]`` for every image counted; ``value``/``threshold`` are
+the aggregate's. Those keys are null on single-image rows. A per-image list is written once, in
+its row: ``run.results[i].per_image`` is null, and :func:`run_from_document` puts it back.
 
 Pictures are dropped by default (``Panel.uri``, ``ModelView.overlay``, ``ImageView.uri`` become
 ``""``; ``layer_grid`` and ``image_uri`` become ``null``): they are 95 %+ of the bytes and the
 HTML report already has them. ``RunResults.from_dict(doc["run"])`` gives back the run minus
-its pictures (:func:`strip_pictures`); pass ``pictures=True`` to keep them and get the whole run.
+its pictures (:func:`strip_pictures`) and per-image lists (:func:`run_from_document` restores
+those); pass ``pictures=True`` to keep the pictures.
 NaN and infinities become ``null`` so that every JSON parser (``JSON.parse`` included) reads it.
 """
 from __future__ import annotations
@@ -23,18 +31,29 @@ import math
 import numbers
 from typing import Any
 
-from vitaudit.results import OUTCOMES, ExpectationResult, RunResults
+from vitaudit.results import OUTCOMES, AggregateView, ExpectationResult, Panel, RunResults
 
 FORMAT = "vitaudit-audit/1"
 #: Outcomes that make the run fail (pytest's rule: a non-strict xpass does not).
 FAILING = ("failed", "error")
 
 
+def _strip_panels(panels: list[Panel]) -> list[Panel]:
+    return [dataclasses.replace(p, uri="", outline=None) for p in panels]
+
+
+def _strip_view(view: AggregateView | None) -> AggregateView | None:
+    if view is None:
+        return None
+    examples = [dataclasses.replace(e, panels=_strip_panels(e.panels)) for e in view.examples]
+    return dataclasses.replace(view, examples=examples)
+
+
 def strip_pictures(run: RunResults) -> RunResults:
     """A copy of ``run`` without any picture (the shape ``audit.json`` stores by default)."""
     results = [
         dataclasses.replace(
-            r, image_uri=None, panels=[dataclasses.replace(p, uri="", outline=None) for p in r.panels]
+            r, image_uri=None, panels=_strip_panels(r.panels), aggregate_view=_strip_view(r.aggregate_view)
         )
         for r in run.results
     ]
@@ -84,7 +103,25 @@ def expectation_row(r: ExpectationResult) -> dict[str, Any]:
         "metric": r.metric, "region": r.region, "value": r.value, "op": r.op, "threshold": r.threshold,
         "models": r.models, "methods": r.methods, "image": r.image, "message": r.message,
         "duration": r.duration, "map_stats": r.map_stats,
+        "dataset": r.dataset, "aggregate": r.aggregate, "n_images": r.n_images, "group": r.group,
+        "per_image": r.per_image,
     }
+
+
+def _without_per_image(run: RunResults) -> RunResults:
+    """``run`` with per-image lists left to the expectation rows (a 10,000-image list is written once)."""
+    if all(r.per_image is None for r in run.results):
+        return run
+    return dataclasses.replace(run, results=[dataclasses.replace(r, per_image=None) for r in run.results])
+
+
+def run_from_document(doc: dict[str, Any]) -> RunResults:
+    """The :class:`RunResults` an ``audit.json`` document holds, per-image lists included."""
+    run = RunResults.from_dict(doc["run"])
+    for r, row in zip(run.results, doc.get("expectations", [])):
+        if row.get("nodeid") == r.nodeid and row.get("per_image") is not None:
+            r.per_image = row["per_image"]
+    return run
 
 
 def audit_document(run: RunResults, pictures: bool = False) -> dict[str, Any]:
@@ -104,6 +141,6 @@ def audit_document(run: RunResults, pictures: bool = False) -> dict[str, Any]:
             "by_model": _tally(run.results, lambda r: list(dict.fromkeys(r.models))),
         },
         "expectations": [expectation_row(r) for r in run.results],
-        "run": (run if pictures else strip_pictures(run)).to_dict(),
+        "run": _without_per_image(run if pictures else strip_pictures(run)).to_dict(),
     }
     return clean(doc)

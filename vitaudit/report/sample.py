@@ -8,6 +8,7 @@ goes through :mod:`.visuals` exactly as the plugin does.
 """
 from __future__ import annotations
 
+import functools
 import platform
 import sys
 from dataclasses import dataclass
@@ -19,10 +20,11 @@ import numpy as np
 import skimage.data
 
 from vitaudit.results import (
-    ExpectationResult, ImageView, ModelInfo, ModelView, Panel, Prediction, RunResults,
+    AggregateView, ClassRow, Example, ExpectationResult, ImageView, ModelInfo, ModelView, Panel, Prediction, RunResults,
 )
 
 from . import visuals
+from .aggregates import MAX_BEST, MAX_WORST, histogram
 
 #: (photo, region name, box x0, y0, x1, y1 in px, top-5 labels)
 PHOTOS: list[tuple[str, str, tuple[int, int, int, int], list[str]]] = [
@@ -35,6 +37,8 @@ FILES = ["audits/pets.yaml", "audits/kitchen.yaml", "audits/space.yaml", "audits
 #: Default picture settings (what the plugin is advised to use; see the benchmark).
 CARD = {"max_side": 384, "fmt": "jpeg", "quality": 80}
 GRID = {"max_side": None, "fmt": "png"}
+#: Worst/best images of aggregate cards: 9 per card, so smaller than single-image cards.
+EXAMPLE = {"max_side": 192, "fmt": "jpeg", "quality": 75}
 
 
 @dataclass
@@ -107,12 +111,14 @@ def sample_run(
     seed: int = 0,
     card: dict[str, Any] | None = None,
     encode: Callable[..., str] | None = None,
+    dataset_images: int = 0,
 ) -> RunResults:
     """A run of ``n_images x per_image`` expectations over 5 audit files, 3 model views per image.
 
     ``card`` overrides the encoding settings of card/strip pictures (:data:`CARD`); ``encode``
     replaces :func:`.visuals.encode` (the benchmark times it). About 1 expectation in 8 fails;
     one errors, one is skipped, one xfails, one xpasses (when there are enough of them).
+    ``dataset_images`` > 0 appends :func:`dataset_results` over a dataset of that many images.
     """
     rng = np.random.default_rng(seed)
     enc = encode or visuals.encode
@@ -144,6 +150,8 @@ def sample_run(
             fail = outcome is None and rng.random() < 0.13
             results.append(_expectation(j, i, ph, file, maps, overlays, tops, rng, enc, card, original,
                                         outcome or ("failed" if fail else "passed")))
+    if dataset_images > 0:
+        results += dataset_results(dataset_images, seed=seed, encode=enc)
     env = {"vitaudit": "0.1.0", "python": platform.python_version(), "torch": "2.14.1", "timm": "1.0.20",
            "grad-cam": "1.5.7", "numpy": np.__version__, "device": "cpu", "platform": platform.platform()}
     models = [ModelInfo(key=f"{f}::{k}", spec=spec, family=fam, checkpoint=ck, checkpoint_sha256=sha, device="cpu")
@@ -217,9 +225,127 @@ def _expectation(j, i, ph, file, maps, overlays, tops, rng, enc, card, original,
         region=ph.region, op=op, threshold=threshold, value=value, map_stats=_stats(m), panels=panels, message=msg)
 
 
-if __name__ == "__main__":  # preview: python -m vitaudit.report.sample out.html [n_images]
+#: The sample dataset's classes: each is drawn with one of the photos (cat, coffee, astronaut, rocket).
+DATASET_CLASSES = ("cat", "coffee", "astronaut", "rocket")
+DATASET_FILE = "audits/datasets.yaml"
+
+#: (line, text, kind, aggregate, model, method, metric, op, threshold, per-image op, per-image threshold,
+#:  per class, beta a/b of the per-image values per class)
+_AGGREGATES: list[tuple[Any, ...]] = [
+    (8, "scenes: vit accuracy > 0.95", "prediction", "accuracy", "vit", None, "top1", ">", 0.95, "is", None, False, None),
+    (9, "scenes: mean vit.attention mass in object > 0.5", "localisation", "mean", "vit", "attention", "mass_in",
+     ">", 0.5, None, None, False, [(6, 4), (5, 5), (4, 6), (7, 3)]),
+    (10, "scenes: vit.rollout pointing game hits object for 80% of images", "localisation", "share", "vit", "rollout",
+     "pointing_game", ">=", 0.8, "hits", None, False, None),
+    (11, "scenes: resnet.gradcam mass in object > 0.3 for 90% of images", "localisation", "share", "resnet", "gradcam",
+     "mass_in", ">=", 0.9, ">", 0.3, False, [(5, 3), (4, 4), (3, 5), (6, 2)]),
+    (12, "scenes: agreement(vit.rollout, resnet.gradcam) > 0.3 for 75% of images", "comparison", "share", "vit", "rollout",
+     "agreement", ">=", 0.75, ">", 0.3, False, [(3, 4), (3, 4), (3, 4), (3, 4)]),
+    (13, "scenes: vit.attention mass in object > 0.3 for 80% of images per class", "localisation", "share", "vit",
+     "attention", "mass_in", ">=", 0.8, ">", 0.3, True, [(6, 3), (5, 4), (2, 5), (7, 2)]),
+]
+
+
+@functools.lru_cache(maxsize=2)
+def _example_photos(k: int) -> tuple[_Photo, ...]:
+    """The photos of the sample dataset's classes, at the size examples are shown (maps are made
+    at that size too, as the plugin draws examples from maps resized to the picture)."""
+    out = []
+    for j in range(k):
+        ph = _photo(j, np.random.default_rng(j))
+        h, w = ph.rgb.shape[:2]
+        f = min(1.0, EXAMPLE["max_side"] / max(h, w))  # type: ignore[operator]
+        size = (max(1, round(w * f)), max(1, round(h * f)))
+        rgb = cv2.resize(ph.rgb, size, interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(ph.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+        out.append(_Photo(ph.key, rgb, ph.region, mask, ph.labels))
+    return tuple(out)
+
+
+def _check(op: str | None, threshold: Any, v: float) -> bool:
+    return {">": v > threshold, ">=": v >= threshold, "<": v < threshold, "<=": v <= threshold}.get(op or "", v >= 0.5)
+
+
+def dataset_results(
+    n_images: int = 10_000, *, seed: int = 0, encode: Callable[..., str] | None = None,
+    file: str = DATASET_FILE, dataset: str = "scenes",
+) -> list[ExpectationResult]:
+    """Six aggregate expectations over a labelled ``n_images`` dataset, as the plugin reports them.
+
+    Accuracy, a mean, a pointing-game share, a Grad-CAM share, an agreement share, and one share
+    ``per class`` (one result per class, each with the per-class table). Per-image values are
+    drawn per class from Beta distributions; the worst 6 and best 3 of each card are overlays
+    of the photos with the region outlined (:data:`EXAMPLE` settings), shared between cards
+    that show the same image's map, as the plugin's are.
+    """
+    rng = np.random.default_rng(seed + 1)
+    enc = encode or visuals.encode
+    k = len(DATASET_CLASSES)
+    labels = [DATASET_CLASSES[i % k] for i in range(n_images)]
+    paths = [f"data/{dataset}/{labels[i]}/{labels[i]}_{i:05d}.png" for i in range(n_images)]
+    photos = _example_photos(k)
+    overlays: dict[tuple[int, str, str], tuple[str, str]] = {}
+
+    def picture(i: int, model: str, method: str) -> Panel:
+        if (i, model, method) not in overlays:
+            ph = photos[i % k]
+            m = _heatmap(ph.mask, np.random.default_rng(i), 0.7, vit=model == "vit")
+            overlays[(i, model, method)] = (enc(visuals.overlay(ph.rgb, m), **EXAMPLE),
+                                            visuals.outline_layer(ph.mask, ph.rgb.shape[:2]))
+        uri, outline = overlays[(i, model, method)]
+        return Panel(f"{model} · {method}", uri, caption=f"outline: {photos[i % k].region}", outline=outline)
+
+    results: list[ExpectationResult] = []
+    for line, text, kind, agg, model, method, metric, op, thr, pop, pthr, per_class, beta in _AGGREGATES:
+        if beta is None:  # accuracy / pointing game: a hit (1) or a miss (0) per image
+            values = (rng.random(n_images) < np.array([0.97, 0.9, 0.8, 0.93])[np.arange(n_images) % k]).astype(float)
+        else:
+            ab = np.array(beta, float)[np.arange(n_images) % k]
+            values = rng.beta(ab[:, 0], ab[:, 1])
+        passed = values >= 0.5 if pop in ("is", "hits") else (values > pthr if pop else None)
+        groups: list[str | None] = list(DATASET_CLASSES) if per_class else [None]
+        rows = []
+        for g in DATASET_CLASSES:
+            idx = np.flatnonzero(np.array(labels) == g)
+            v = float(values[idx].mean()) if agg != "share" else float(passed[idx].mean())  # type: ignore[index]
+            rows.append(ClassRow(group=g, n_images=len(idx), value=v,
+                                 share_passing=float(passed[idx].mean()) if passed is not None else None,  # type: ignore[index]
+                                 passed=_check(op, thr, v)))
+        for g in groups:
+            idx = np.arange(n_images) if g is None else np.flatnonzero(np.array(labels) == g)
+            vals = values[idx]
+            ok = passed[idx] if passed is not None else None
+            value = float(ok.mean()) if agg == "share" else float(vals.mean())  # type: ignore[union-attr]
+            outcome = "passed" if _check(op, thr, value) else "failed"
+            order = np.argsort(vals, kind="stable")
+            edges, counts = histogram(vals)
+            examples = [Example(image=paths[int(idx[j])], value=float(vals[j]), passed=None if ok is None else bool(ok[j]),
+                                role=role, panels=[picture(int(idx[j]), model, method or "attention")], label=labels[int(idx[j])])
+                        for role, sel in (("worst", order[:MAX_WORST]), ("best", order[::-1][:MAX_BEST])) for j in sel]
+            worst = ", ".join(f"{e.image} ({e.value:.2f})" for e in examples[:3])
+            results.append(ExpectationResult(
+                nodeid=f"{file}::{dataset}::{line}" + (f"[{g}]" if g else ""), file=file, line=line, text=text,
+                kind=kind, outcome=outcome, models=[model] + (["resnet"] if kind == "comparison" else []),
+                methods=[m for m in (method, "gradcam" if kind == "comparison" else None) if m], metric=metric,
+                region=None if kind == "prediction" else "object", op=op, threshold=thr, value=value,
+                duration=float(rng.uniform(0.001, 0.01)),
+                message="" if outcome == "passed" else
+                f"{agg} {value:.3f} over {len(idx)} images, expected {op} {thr}; worst: {worst}",
+                dataset=dataset, aggregate=agg, group=g, n_images=len(idx),
+                per_image=[{"image": paths[int(i)], "value": float(values[int(i)]),
+                            "passed": None if passed is None else bool(passed[int(i)])} for i in idx],
+                aggregate_view=AggregateView(
+                    per_image_op=pop, per_image_threshold=pthr,
+                    share_passing=float(ok.mean()) if ok is not None else None,  # type: ignore[union-attr]
+                    edges=edges, counts=counts, examples=examples, per_class=rows if per_class else []),
+            ))
+    return results
+
+
+if __name__ == "__main__":  # preview: python -m vitaudit.report.sample out.html [n_images [dataset_images]]
     from .render import write_report
 
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "reports/sample.html")
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 6
-    print(write_report(sample_run(n), out, out.with_suffix(".json")))
+    d = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    print(write_report(sample_run(n, dataset_images=d), out, out.with_suffix(".json")))
