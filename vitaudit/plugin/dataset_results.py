@@ -11,7 +11,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from vitaudit.aggregate import by_group, histogram, verdict, worst_and_best
-from vitaudit.results import AggregateView, ClassRow, Example
+from vitaudit.results import AggregateView, ClassRow, Example, Panel
 
 if TYPE_CHECKING:
     from vitaudit.aggregate import ImageValue, Verdict
@@ -89,8 +89,8 @@ def _examples(item: "AggregateItem", audit_file: "AuditFile", run: "DatasetRun",
     exp = item.expectation
     worst, best = worst_and_best(values, exp.op, WORST, BEST)
     chosen = [(w, "worst") for w in worst] + [(b, "best") for b in best]
-    if not chosen or not exp.maps:
-        return [Example(image=x.image, value=x.value, passed=x.passed, role=role, label=x.label) for x, role in chosen]
+    if not chosen:
+        return []
     evaluator = audit_file.evaluator()
     plan = Plan(evaluator, [exp])
     sample_ev = SampleEvaluator(evaluator, plan, run.dataset)
@@ -105,13 +105,18 @@ def _examples(item: "AggregateItem", audit_file: "AuditFile", run: "DatasetRun",
         pictures = {}
         for j, (sample, loaded) in enumerate(ok):
             sample_ev.at(sample, loaded, {key: entries[key][j] for key in entries})
+            key = f"{exp.dataset}/{sample.name}"
+            rgb = loaded.to_uint8()
+            if not exp.maps:  # a prediction: the picture itself
+                pictures[sample.index] = [Panel(title=sample.name, uri=cards.image_uri(session, (rel, key), rgb),
+                                                caption=f"label {sample.label!r}" if sample.label else "")]
+                continue
             try:
                 ev = sample_ev.evaluate(exp)
             except Exception:  # noqa: BLE001 - an image without a value still gets its place, unpictured
                 continue
-            key = f"{exp.dataset}/{sample.name}"
             region_key = exp.region.label if exp.region is not None else None
-            pictures[sample.index] = cards.panels(session, rel, key, loaded.to_uint8(), ev, region_key)
+            pictures[sample.index] = cards.panels(session, rel, key, rgb, ev, region_key)
         for x, role in chosen:
             out.append(Example(image=x.image, value=x.value, passed=x.passed, role=role, label=x.label,
                                panels=pictures.get(x.index, [])))
