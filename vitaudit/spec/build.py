@@ -86,7 +86,7 @@ def build(draft: Draft, image: str, decls: Declarations) -> Expectation:
 
 
 def _check_image(image: str, decls: Declarations, line: int | None) -> None:
-    if image in decls.bad_datasets:
+    if image in decls.bad_datasets and image not in decls.images:
         raise SentenceError(f"dataset '{image}' is invalid ({decls.bad_datasets[image]})", line)
     if image in decls.bad_images:
         raise SentenceError(f"image '{image}' is invalid ({decls.bad_images[image]})", line)

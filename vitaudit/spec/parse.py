@@ -144,7 +144,7 @@ def _sentence_item(item: YNode, decls: Declarations) -> tuple[str, Draft, str]:
         raise SentenceError(f"expected a sentence after '{image}:', got {node.describe()}", node.line)
     sentence = " ".join(node.value.split())
     text = f"{image}: {sentence}"
-    on_dataset = image in decls.datasets or image in decls.bad_datasets
+    on_dataset = image not in decls.images and (image in decls.datasets or image in decls.bad_datasets)
     try:
         draft = parse_dataset_sentence(sentence) if on_dataset else parse_sentence(sentence)
     except SentenceError as exc:
