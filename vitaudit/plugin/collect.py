@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from .session import AuditFailure, AuditInputError, AuditSession, rootdir_relative, warm_imports
+from .session import (AuditFailure, AuditInputError, AuditSession, finish_warm_imports, rootdir_relative,
+                      warm_imports)
 
 if TYPE_CHECKING:
     from vitaudit.spec import AuditSpec, Expectation, SpecError
@@ -70,6 +71,7 @@ class AuditFile(pytest.File):
                                                         if m and m in self.spec.models)
                       if _loads(ev, k)]
             size = ev.session.batch_size or max([default_batch_size(m) for m in models] or [8]) * 4
+            finish_warm_imports()
             runs[key] = run_dataset(ev, dataset, exps, batch_size=size, progress=progress)
             progress.close(len(dataset.samples), len(dataset.samples))
         return runs[key]

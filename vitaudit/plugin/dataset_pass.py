@@ -199,6 +199,16 @@ def _measure(evaluator: SampleEvaluator, exp: "Expectation", sample: "Sample") -
     return ImageValue(sample.index, sample.name, ev.value, check, sample.label)
 
 
+def decode_workers() -> int:
+    """Threads that decode while the models run: the cores torch's own threads leave free (up to 4).
+
+    On a machine whose cores torch already uses (2 cores, 2 threads), extra threads make each of
+    torch's parallel operations wait for a descheduled thread, which costs more than decoding."""
+    import torch
+
+    return max(0, min(4, (os.cpu_count() or 1) - torch.get_num_threads()))
+
+
 def decoded(samples: Sequence["Sample"], batch_size: int, workers: int | None = None
             ) -> Iterator[tuple[list["Sample"], list["LoadedImage | BaseException"]]]:
     """Batches of samples with their decoded images; decoding runs one batch ahead in threads."""
@@ -211,7 +221,12 @@ def decoded(samples: Sequence["Sample"], batch_size: int, workers: int | None = 
             return exc
 
     chunks = [list(samples[i : i + batch_size]) for i in range(0, len(samples), batch_size)]
-    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    if workers is None:
+        workers = decode_workers()
+    if workers == 0:  # no core to spare: decoding threads would only slow the models' own threads
+        for chunk in chunks:
+            yield chunk, [read(s) for s in chunk]
+        return
     with ThreadPoolExecutor(workers, thread_name_prefix="vitaudit-decode") as pool:
         pending = [pool.map(read, chunks[0])] if chunks else []
         for i, chunk in enumerate(chunks):

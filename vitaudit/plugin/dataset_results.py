@@ -98,7 +98,7 @@ def _examples(item: "AggregateItem", audit_file: "AuditFile", run: "DatasetRun",
     session = evaluator.session
     rel = audit_file.rel
     out = []
-    for batch, images in decoded(samples, len(samples), workers=2):
+    for batch, images in decoded(samples, len(samples)):
         ok = [(s, im) for s, im in zip(batch, images) if not isinstance(im, BaseException)]
         entries = {key: run_batch(model, [im for _, im in ok], [plan.requests[key]] * len(ok))
                    for key, model in plan.models.items()}
