@@ -61,3 +61,10 @@ def photo() -> np.ndarray:
 def noise_images() -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     return [rng.integers(0, 256, size=(48 + 8 * i, 80 - 4 * i, 3), dtype=np.uint8) for i in range(5)]
+
+
+# The CUDA paths (tests/cuda/) run on a GPU machine through benchmarks/gpu_check.sh, which sets
+# VITAUDIT_CUDA_TESTS=1; the CPU suite does not collect them at all (rather than skip them).
+import os as _os
+
+collect_ignore = [] if _os.environ.get("VITAUDIT_CUDA_TESTS") == "1" else ["cuda"]
