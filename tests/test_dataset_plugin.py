@@ -244,3 +244,48 @@ def test_xdist_keeps_a_dataset_on_one_worker(project: pytest.Pytester) -> None:
     items = project.getitems(project.path / "audit_d.yaml")
     groups = {m.args[0] for item in items for m in item.iter_markers("xdist_group")}
     assert groups == {"audit_d.yaml:scenes"}
+
+
+def test_every_kind_measures_each_dataset_image_as_its_single_image_twin(project: pytest.Pytester) -> None:
+    """Prediction, localisation, comparison, baseline, faithfulness and sanity: the value a dataset
+    expectation records for an image is the value the same expectation gives on that image declared
+    alone (the image path of the audit format, with its own cache and prefetching)."""
+    picked = ["data/striped/00000.png", "data/checkered/00001.png", "data/dotted/00002.png"]
+    images = "".join(f"  i{k}: {{path: {p}, regions: {{object: {{mask: masks/{Path(p).stem}.png}}}}}}\n"
+                     for k, p in enumerate(picked))
+    sentences = [
+        "vit prob(striped) > -1",
+        "vit.attention mass in object > -1",
+        "cnn.gradcam energy pointing game in object > -1",
+        "vit.rollout iou(top 20%, object) > -1",
+        "cnn.gradcam rank accuracy in object > -1",
+        "agreement(vit.rollout, cnn.gradcam) > -2",
+        "cnn.gradcam deletion auc < 2 steps 4",
+        "vit.attention insertion auc < 2 steps 4",
+        "cnn.gradcam sanity similarity < 2",
+        "vit.attention baseline similarity > -2",
+    ]
+    expect = "".join(f'  - "*": {s}\n  - few: mean {s}\n' for s in sentences)
+    text = (MODELS + "images:\n" + images + "datasets:\n  few:\n    csv: few.csv\n"
+            + "    regions:\n      object: {mask: \"masks/{stem}.png\"}\n" + "expect:\n" + expect)
+    (project.path / "few.csv").write_text("path\n" + "\n".join(picked) + "\n")
+    (project.path / "audit_d.yaml").write_text(text)
+    # in subprocesses: the sanity check's model copy imports torch modules that register operator
+    # libraries, which pytester's in-process runs would import twice
+    project.runpytest_subprocess("-p", "no:cacheprovider", "-q", "--audit-update-baselines").assert_outcomes(passed=40)
+    assert len(list((project.path / "baselines" / "audit_d").rglob("*.npy"))) == 6
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=40)
+    rows = results(project)
+    single = {(r["text"].split(": ", 1)[1], f"data/{Path(picked[int(r['image'][1])]).parent.name}/"
+               f"{Path(picked[int(r['image'][1])]).name}"): r["value"] for r in rows if r.get("dataset") is None}
+    checked = 0
+    for r in rows:
+        if r.get("dataset") != "few":
+            continue
+        sentence = r["text"].split(": mean ", 1)[1]
+        assert [p["image"] for p in r["per_image"]] == picked
+        for p in r["per_image"]:
+            assert p["value"] == pytest.approx(single[(sentence, p["image"])], abs=1e-5), (sentence, p["image"])
+            checked += 1
+    assert checked == len(sentences) * 3

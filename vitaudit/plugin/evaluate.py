@@ -126,6 +126,8 @@ class Evaluator:
         wanted: dict[str, list] = {k: [] for k in self.spec.images}
         used: set[str] = set()
         for exp in self.spec.expectations:
+            if exp.dataset is not None:  # a dataset's own pass serves it
+                continue
             if exp.model == model_key:
                 used.add(exp.image)
             for ref in exp.maps:
