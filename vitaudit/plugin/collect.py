@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from .session import (AuditFailure, AuditInputError, AuditSession, finish_warm_imports, rootdir_relative,
+from .session import (AuditFailure, AuditInputError, AuditSession, rootdir_relative,
                       warm_imports)
 
 if TYPE_CHECKING:
@@ -58,8 +58,6 @@ class AuditFile(pytest.File):
         """The pass over dataset ``key`` for every expectation of this file on it (run once)."""
         runs = self.__dict__.setdefault("_dataset_runs", {})
         if key not in runs:
-            from vitaudit.engine import default_batch_size
-
             from .dataset_pass import run_dataset
             from .progress import Progress
 
@@ -67,12 +65,7 @@ class AuditFile(pytest.File):
             exps = [e for e in self.spec.expectations if e.dataset == key]
             dataset = self.spec.datasets[key]
             progress = Progress(self.config, f"{self.rel}::{key}")
-            models = [ev.model(k) for k in dict.fromkeys(m for e in exps for m in [e.model] + [r.model for r in e.maps]
-                                                        if m and m in self.spec.models)
-                      if _loads(ev, k)]
-            size = ev.session.batch_size or max([default_batch_size(m) for m in models] or [8]) * 4
-            finish_warm_imports()
-            runs[key] = run_dataset(ev, dataset, exps, batch_size=size, progress=progress)
+            runs[key] = run_dataset(ev, dataset, exps, batch_size=ev.session.batch_size, progress=progress)
             progress.close(len(dataset.samples), len(dataset.samples))
         return runs[key]
 
@@ -188,11 +181,3 @@ class SpecErrorItem(_Reported):
         self.vitaudit_results = [report_data.error_result(self)]
         raise AuditInputError(f"{self.parent.rel}:{self.error.line}: {self.error.message}")
 
-
-def _loads(ev, key: str) -> bool:
-    """Whether model ``key`` loads (its items report it when it does not)."""
-    try:
-        ev.model(key)
-    except BaseException:  # noqa: BLE001 - AuditInputError or a skip; the plan records it per item
-        return False
-    return True

@@ -236,10 +236,20 @@ def decoded(samples: Sequence["Sample"], batch_size: int, workers: int | None = 
 
 
 def run_dataset(evaluator: Evaluator, dataset: "Dataset", expectations: Sequence["Expectation"], *,
-                batch_size: int, progress: Callable[[int, int], None] | None = None) -> DatasetRun:
-    """The pass over ``dataset`` for ``expectations`` (all of one audit file)."""
+                batch_size: int | None = None, progress: Callable[[int, int], None] | None = None) -> DatasetRun:
+    """The pass over ``dataset`` for ``expectations`` (all of one audit file).
+
+    ``batch_size`` None: 4x the models' single-image default (32 on a CPU, 128 on CUDA), since
+    a pass keeps no maps beyond its batch.
+    """
+    from vitaudit.engine import default_batch_size
+
+    from .session import finish_warm_imports
+
     start = time.perf_counter()
     plan = Plan(evaluator, expectations)
+    batch_size = batch_size or 4 * max([default_batch_size(m) for m in plan.models.values()] or [8])
+    finish_warm_imports()
     sample_ev = SampleEvaluator(evaluator, plan, dataset)
     total = ShardValues({exp.id: [] for exp in plan.active})
     done = 0

@@ -18,7 +18,7 @@ from vitaudit.regions import Region, RegionRef
 
 from .draft import NAME, Draft, parse_number
 from .errors import SentenceError, did_you_mean
-from .model import AGGREGATE_WORDS, NUMERIC_METRICS, Expectation
+from .model import NUMERIC_METRICS, Expectation
 from .sentences import _threshold as threshold
 from .sentences import parse_sentence
 
