@@ -103,7 +103,7 @@ def test_share_form_marks_the_per_image_threshold_and_colours_bins():
     assert note == "" and hist is not None
     assert [b.zone for b in hist.bars] == ["fail"] * 3 + ["pass"] * 7
     (mark,) = hist.marks
-    first, last = hist.bars[0], hist.bars[-1]
+    first = hist.bars[0]
     x_lo, x_hi = first.x, hist.axis[-1][0]
     assert mark.kind == "threshold" and mark.x == pytest.approx(x_lo + 0.3 * (x_hi - x_lo), abs=0.05)
     assert not mark.off_scale and "0.3" in mark.label

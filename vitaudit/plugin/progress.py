@@ -44,8 +44,7 @@ class Progress:
         self.shown = False
         self.reporter: Any = config.pluginmanager.get_plugin("terminalreporter")
         self.capture: Any = config.pluginmanager.get_plugin("capturemanager")
-        self.tty = bool(self.reporter is not None and getattr(self.reporter, "isatty", False)) and \
-            getattr(self.reporter._tw, "hasmarkup", False) is not False  # noqa: SLF001 - same as live logging
+        self.tty = bool(self.reporter is not None and getattr(self.reporter, "isatty", False))
         self.quiet = self.reporter is None or config.getoption("verbose", 0) < -1 or \
             getattr(config, "workerinput", None) is not None  # xdist workers have no terminal
 
