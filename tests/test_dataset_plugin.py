@@ -14,6 +14,19 @@ from PIL import Image
 import vitaudit
 from vitaudit.images import load_image
 
+def _warm_up_imports() -> None:
+    """pytester's in-process runs drop modules first imported inside them, and torch registers
+    operator libraries once per process: import what the audits use before any run."""
+    import vitaudit.plugin.dataset_items  # noqa: F401
+    import vitaudit.plugin.dataset_results  # noqa: F401
+    import vitaudit.report  # noqa: F401
+
+    m = vitaudit.load_model("fixture:resnet-scenes")
+    vitaudit.explain(m, np.zeros((8, 8, 3), np.uint8), "gradcam")
+
+
+_warm_up_imports()
+
 SCENES = Path(__file__).resolve().parent.parent / "audits" / "datasets" / "scenes"
 CLASSES = ("checkered", "confetti", "dotted", "rainbow", "striped")
 LABEL_ORDER = ("striped", "checkered", "dotted", "confetti", "rainbow")  # fixtures/scenes.CLASSES
@@ -289,3 +302,14 @@ def test_every_kind_measures_each_dataset_image_as_its_single_image_twin(project
             assert p["value"] == pytest.approx(single[(sentence, p["image"])], abs=1e-5), (sentence, p["image"])
             checked += 1
     assert checked == len(sentences) * 3
+
+
+def test_deselected_expectations_cost_nothing(project: pytest.Pytester) -> None:
+    project.makeconftest(COUNTER)
+    write(project, """
+        - scenes: vit accuracy > 0.5
+        - scenes: mean cnn.gradcam mass in object > 0.1
+    """)
+    result = project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report", "-k", "accuracy")
+    result.assert_outcomes(passed=1, deselected=1)
+    assert forwards(project) == {"fixture:vit-scenes": 10}

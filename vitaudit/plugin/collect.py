@@ -62,7 +62,10 @@ class AuditFile(pytest.File):
             from .progress import Progress
 
             ev = self.evaluator()
-            exps = [e for e in self.spec.expectations if e.dataset == key]
+            # only the expectations this session runs (-k, --lf, --deselect leave the others out)
+            chosen = {it.expectation.id for it in getattr(self.session, "items", [])
+                      if isinstance(it, AuditItem) and it.parent.parent is self}
+            exps = [e for e in self.spec.expectations if e.dataset == key and (not chosen or e.id in chosen)]
             dataset = self.spec.datasets[key]
             progress = Progress(self.config, f"{self.rel}::{key}")
             runs[key] = run_dataset(ev, dataset, exps, batch_size=ev.session.batch_size, progress=progress)
