@@ -50,7 +50,9 @@ class Collector:
     results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # nodeid -> results
     views: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # (file, image) -> ImageView dict
     models: dict[tuple, dict[str, Any]] = field(default_factory=dict)
+    recorded: list[dict[str, Any]] = field(default_factory=list)  # values recorded as baselines
     written: Path | None = None
+    values_written: list[Path] = field(default_factory=list)
 
     def add(self, report: pytest.TestReport) -> None:
         payload = getattr(report, "vitaudit", None)
@@ -62,6 +64,7 @@ class Collector:
             iv = self.views.setdefault((v["file"], v["image"]), {"file": v["file"], "image": v["image"], "uri": v["uri"], "views": []})
             if all((x["model"], x["method"]) != (v["view"]["model"], v["view"]["method"]) for x in iv["views"]):
                 iv["views"].append(v["view"])
+        self.recorded.extend(payload.get("values", []))
         if payload.get("results"):
             self.results[report.nodeid] = payload["results"]
 
@@ -102,9 +105,16 @@ class Collector:
         self.add(report)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.recorded:  # once, here: xdist workers never write the values files themselves
+            from .value_baselines import write_recorded
+
+            self.values_written = write_recorded(self.recorded)
         self.write(exitstatus)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if self.written is not None:
+        if self.written is not None or self.values_written:
             terminalreporter.write_sep("-", "vitaudit")
+        for path in self.values_written:
+            terminalreporter.write_line(f"value baselines: {path}")
+        if self.written is not None:
             terminalreporter.write_line(f"audit report: {self.written} (JSON: {self.written.with_suffix('.json')})")
