@@ -104,6 +104,7 @@ class Comparison:
     flips: list[Flip] = field(default_factory=list)
     added: list[Row] = field(default_factory=list)
     removed: list[Row] = field(default_factory=list)
+    before: dict[str, Row] = field(default_factory=dict, repr=False)  # every old row, by node id
 
     @property
     def regressed(self) -> bool:
@@ -120,6 +121,7 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
+        del doc["before"]
         doc["regressed"] = self.regressed
         return doc
 
@@ -186,7 +188,7 @@ def compare(old: Iterable[Row], new: Iterable[Row], tolerance: float = DEFAULT_T
     """Compare two runs' rows, matched by node id."""
     before = {r.nodeid: r for r in old}
     after = {r.nodeid: r for r in new}
-    out = Comparison(old=old_name, new=new_name, tolerance=tolerance)
+    out = Comparison(old=old_name, new=new_name, tolerance=tolerance, before=before)
     for nodeid, n in after.items():
         o = before.get(nodeid)
         if o is None:

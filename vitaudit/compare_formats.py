@@ -9,11 +9,11 @@ from .compare import Change, Comparison, Delta, Flip, Row
 FORMATS = ("text", "markdown", "json")
 
 
-def _num(x) -> str:
+def num(x) -> str:
     if isinstance(x, bool) or x is None:
         return "—"
     if isinstance(x, (list, tuple)):
-        return "[" + ", ".join(_num(v) for v in x) + "]"
+        return "[" + ", ".join(num(v) for v in x) + "]"
     if isinstance(x, (int, float)):
         return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
     return str(x)
@@ -22,14 +22,14 @@ def _num(x) -> str:
 def _against(r: Row) -> str:
     if r.threshold is None or not r.op:
         return ""
-    base = f", baseline {_num(r.baseline)}" if r.baseline is not None else ""
-    return f" (expected {r.op} {_num(r.threshold)}{base})"
+    base = f", baseline {num(r.baseline)}" if r.baseline is not None else ""
+    return f" (expected {r.op} {num(r.threshold)}{base})"
 
 
 def _value_move(c: Change) -> str:
     if c.old.value is None and c.new.value is None:
         return ""
-    return f"value {_num(c.old.value)} -> {_num(c.new.value)}{_against(c.new)}"
+    return f"value {num(c.old.value)} -> {num(c.new.value)}{_against(c.new)}"
 
 
 def _verdict(passed: bool) -> str:
@@ -63,11 +63,11 @@ def to_text(cmp: Comparison) -> str:
 
     def delta(d: Delta) -> str:
         how = {True: ", worse", False: ", better", None: ""}[d.worse]
-        return f"{d.new.where}  {d.new.text!r}  {_num(d.old.value)} -> {_num(d.new.value)} ({d.delta:+.3g}{how})"
+        return f"{d.new.where}  {d.new.text!r}  {num(d.old.value)} -> {num(d.new.value)} ({d.delta:+.3g}{how})"
 
     def flip(f: Flip) -> str:
         return (f"{f.where}  {f.image}  {_verdict(f.old_passed)} -> {_verdict(f.new_passed)}  "
-                f"({_num(f.old_value)} -> {_num(f.new_value)})")
+                f"({num(f.old_value)} -> {num(f.new_value)})")
 
     def row(r: Row) -> str:
         return f"{r.where}  [{r.outcome}]  {r.text!r}"
@@ -83,21 +83,21 @@ def to_text(cmp: Comparison) -> str:
 
 
 # ------------------------------------------------------------------ markdown
-def _cell(text: object) -> str:
+def cell(text: object) -> str:
     """Text safe inside a Markdown table cell (no pipes, no line breaks, no HTML)."""
     s = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
     return s.replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _code(text: object) -> str:
+def code(text: object) -> str:
     s = str(text).replace("|", "\\|").replace("\n", " ").replace("`", "'")
     return f"`{s}`"
 
 
 def to_markdown(cmp: Comparison, title: str = "vitaudit: changes since the previous run") -> str:
     icon = ":x:" if cmp.regressed else ":white_check_mark:"
-    lines = [f"### {title}", "", f"{icon} **{_cell(headline(cmp))}**", "",
-             f"Compared {_code(cmp.old)} with {_code(cmp.new)}."]
+    lines = [f"### {title}", "", f"{icon} **{cell(headline(cmp))}**", "",
+             f"Compared {code(cmp.old)} with {code(cmp.new)}."]
 
     def table(heading: str, header: list[str], rows: list[list[str]]) -> None:
         if not rows:
@@ -107,22 +107,22 @@ def to_markdown(cmp: Comparison, title: str = "vitaudit: changes since the previ
         lines.extend("| " + " | ".join(r) + " |" for r in rows)
 
     def changes(items: list[Change]) -> list[list[str]]:
-        return [[_code(c.new.where), _cell(c.new.text), f"{c.old.outcome} → **{c.new.outcome}**",
-                 _cell(_value_move(c))] for c in items]
+        return [[code(c.new.where), cell(c.new.text), f"{c.old.outcome} → **{c.new.outcome}**",
+                 cell(_value_move(c))] for c in items]
 
     table("Newly failing", ["where", "expectation", "outcome", "value"], changes(cmp.newly_failing))
     table("Newly passing", ["where", "expectation", "outcome", "value"], changes(cmp.newly_passing))
     table("Outcome changed", ["where", "expectation", "outcome", "value"], changes(cmp.other_changes))
     table("Per-image verdicts flipped", ["where", "image", "verdict", "value"],
-          [[_code(f.where), _code(f.image), f"{_verdict(f.old_passed)} → **{_verdict(f.new_passed)}**",
-            f"{_num(f.old_value)} → {_num(f.new_value)}"] for f in cmp.flips])
+          [[code(f.where), code(f.image), f"{_verdict(f.old_passed)} → **{_verdict(f.new_passed)}**",
+            f"{num(f.old_value)} → {num(f.new_value)}"] for f in cmp.flips])
     table(f"Values moved by more than {cmp.tolerance:g}", ["where", "expectation", "old", "new", "change"],
-          [[_code(d.new.where), _cell(d.new.text), _num(d.old.value), _num(d.new.value),
+          [[code(d.new.where), cell(d.new.text), num(d.old.value), num(d.new.value),
             f"{d.delta:+.3g}" + {True: " (worse)", False: " (better)", None: ""}[d.worse]] for d in cmp.deltas])
     table("Added", ["where", "expectation", "outcome"],
-          [[_code(r.where), _cell(r.text), r.outcome] for r in cmp.added])
+          [[code(r.where), cell(r.text), r.outcome] for r in cmp.added])
     table("Removed", ["where", "expectation", "outcome"],
-          [[_code(r.where), _cell(r.text), r.outcome] for r in cmp.removed])
+          [[code(r.where), cell(r.text), r.outcome] for r in cmp.removed])
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,7 @@ Ctrl-C, a crash in one item), atomically, and only when audits ran.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ class Collector:
     recorded: list[dict[str, Any]] = field(default_factory=list)  # values recorded as baselines
     written: Path | None = None
     values_written: list[Path] = field(default_factory=list)
+    summaries: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # problems worth a line at the end (a bad --audit-compare)
 
     def add(self, report: pytest.TestReport) -> None:
         payload = getattr(report, "vitaudit", None)
@@ -87,17 +90,48 @@ class Collector:
             interrupted=int(exitstatus) in (int(pytest.ExitCode.INTERRUPTED), int(pytest.ExitCode.INTERNAL_ERROR)),
         )
 
-    def write(self, exitstatus: int | pytest.ExitCode) -> Path | None:
-        if self.config.getoption("audit_no_report") or not self.results:
+    def _path(self, option: str) -> Path | None:
+        value = self.config.getoption(option)
+        if not value:
             return None
-        from vitaudit.report import write_report
+        path = Path(value)
+        return path if path.is_absolute() else Path(self.config.invocation_params.dir) / path
 
-        html = Path(self.config.getoption("audit_report") or self.config.getini("audit_report"))
-        if not html.is_absolute():
-            html = Path(self.config.invocation_params.dir) / html
-        json_path = html.with_suffix(".json")
-        write_report(self.run_results(exitstatus), html, json_path)
-        self.written = html
+    def comparison(self, run):
+        """The comparison with ``--audit-compare OLD.json`` (None without it, or when it cannot be read)."""
+        old = self._path("audit_compare")
+        if old is None:
+            return None
+        from vitaudit.compare import CompareError, Row, compare, load
+
+        try:
+            rows = load(old)
+        except CompareError as exc:
+            self.notes.append(f"--audit-compare: {exc}")
+            return None
+        return compare(rows, [Row.from_dict(r.to_dict()) for r in run.results],
+                       old_name=str(self.config.getoption("audit_compare")), new_name="this run")
+
+    def write(self, exitstatus: int | pytest.ExitCode) -> Path | None:
+        """Write the report (unless ``--audit-no-report``) and the Markdown summary (when asked for)."""
+        if not self.results:
+            return None
+        run = self.run_results(exitstatus)
+        comparison = self.comparison(run)
+        html = None
+        if not self.config.getoption("audit_no_report"):
+            from vitaudit.report import write_report
+
+            html = Path(self.config.getoption("audit_report") or self.config.getini("audit_report"))
+            if not html.is_absolute():
+                html = Path(self.config.invocation_params.dir) / html
+            write_report(run, html, html.with_suffix(".json"), comparison=comparison)
+            self.written = html
+        summary_path = self._path("audit_summary")
+        if summary_path is not None or os.environ.get("GITHUB_STEP_SUMMARY"):
+            from . import summary
+
+            self.summaries = summary.write(summary.markdown(run, html, comparison), summary_path)
         return html
 
     # ------------------------------------------------------------------ hooks
@@ -112,9 +146,13 @@ class Collector:
         self.write(exitstatus)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if self.written is not None or self.values_written:
+        if self.written is not None or self.values_written or self.summaries or self.notes:
             terminalreporter.write_sep("-", "vitaudit")
         for path in self.values_written:
             terminalreporter.write_line(f"value baselines: {path}")
+        for path in self.summaries:
+            terminalreporter.write_line(f"summary: {path}")
+        for note in self.notes:
+            terminalreporter.write_line(note, yellow=True)
         if self.written is not None:
             terminalreporter.write_line(f"audit report: {self.written} (JSON: {self.written.with_suffix('.json')})")
