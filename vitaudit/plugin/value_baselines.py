@@ -172,12 +172,12 @@ def resolved(exp: "Expectation", key: str, store: Store) -> "Expectation":
 
 
 def difference(value: float | None, baseline: float) -> str:
-    """``now 0.412, baseline 0.6: difference -0.188``."""
+    """``difference from the baseline: -0.188`` (the sentence before it gives the value and the baseline)."""
     from .evaluate import fmt
 
     if value is None:
         return f"baseline {fmt(baseline)}"
-    return f"now {fmt(value)}, baseline {fmt(baseline)}: difference {value - baseline:+.3g}"
+    return f"difference from the baseline: {value - baseline:+.3g}"
 
 
 def evaluate_relative(exp: "Expectation", store: Store, measure: Callable[["Expectation"], "Evaluation"],
