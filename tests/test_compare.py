@@ -41,6 +41,7 @@ def runs(tmp_path):
         row("b::vit.attention-mass_in[obj]", "passed", 0.60, 12),
         row("b::vit-top1_is[cat]", "passed", 0.90, 13, op=None, threshold=None),
         row("b::gone-mass_in[obj]", "passed", 0.55, 14),
+        row("b::broken-mass_in[obj]", "failed", 0.1, 16),
         row("scenes::mean-vit.attention-mass_in[obj]", "passed", 0.62, 20, image=None, dataset="scenes",
             aggregate="mean", n_images=3, per_image=per_image({"s/1.png": 0.9, "s/2.png": 0.5, "s/3.png": 0.2})),
     ]
@@ -50,6 +51,7 @@ def runs(tmp_path):
         row("b::vit.attention-mass_in[obj]", "passed", 0.605, 12),  # within the tolerance
         row("b::vit-top1_is[cat]", "skipped", None, 13, op=None, threshold=None),  # neither side fails
         row("b::new-mass_in[obj]", "failed", 0.1, 15),  # added, failing
+        row("b::broken-mass_in[obj]", "error", None, 16),  # failing before and now: not newly failing
         row("scenes::mean-vit.attention-mass_in[obj]", "passed", 0.61, 20, image=None, dataset="scenes",
             aggregate="mean", n_images=3, per_image=per_image({"s/1.png": 0.9, "s/2.png": 0.25, "s/3.png": 0.35})),
     ]
@@ -64,7 +66,7 @@ def test_categories(runs):
     cmp = compare_files(*runs)
     assert ids(cmp.newly_failing) == ["a::vit.attention-mass_in[obj]"]
     assert ids(cmp.newly_passing) == ["a::cnn.gradcam-mass_in[obj]"]
-    assert ids(cmp.other_changes) == ["b::vit-top1_is[cat]"]
+    assert ids(cmp.other_changes) == ["b::vit-top1_is[cat]", "b::broken-mass_in[obj]"]
     assert ids(cmp.added) == ["b::new-mass_in[obj]"] and ids(cmp.removed) == ["b::gone-mass_in[obj]"]
     # Deltas beyond 0.01, worse first; 0.605 vs 0.60 is within the tolerance.
     assert [(ids([d])[0], round(d.delta, 3), d.worse) for d in cmp.deltas] == [
