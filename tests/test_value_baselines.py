@@ -186,3 +186,27 @@ def test_xdist_workers_send_values_to_the_controller_which_writes_once(project):
     assert sorted(stored) == ["blob::cnn-prob[green]", "blob::cnn-prob[red]"]
     assert all(isinstance(e["value"], float) for e in stored.values())
     assert not list((project.path / "baselines" / "audit_rel").glob(".*tmp"))
+
+
+def test_store_records_per_image_values_for_dataset_aggregates(tmp_path):
+    """The API the dataset aggregates call: record a value with per-image rows as in audit.json."""
+    from types import SimpleNamespace
+
+    from vitaudit.plugin.session import Outbox
+
+    session = SimpleNamespace(outbox=Outbox(), update_baselines=True, value_stores={})
+    audit = tmp_path / "audit_d.yaml"
+    store = value_baselines.store_for(session, str(audit))
+    assert value_baselines.store_for(session, str(audit)) is store
+    rows = [{"image": "s/b.png", "value": 0.25, "passed": False}, {"image": "s/a.png", "value": float("nan"),
+                                                                    "passed": None}]
+    store.record("scenes::mean-vit.attention-mass_in[object]", 0.5, per_image=rows)
+    sent = session.outbox.drain()["values"]
+    assert sent == [{"file": str(audit), "key": "scenes::mean-vit.attention-mass_in[object]", "value": 0.5,
+                     "per_image": {"s/b.png": 0.25, "s/a.png": None}}]
+    value_baselines.write_recorded(sent)
+    store = value_baselines.Store(str(audit), session)
+    exp = SimpleNamespace(relative=Relative("-", 0.03), text="scenes: mean ...")
+    assert value_baselines.resolve(exp, "scenes::mean-vit.attention-mass_in[object]", store) == (pytest.approx(0.47), 0.5)
+    with pytest.raises(value_baselines.MissingBaseline, match="record it with: pytest .*audit_d.yaml --audit-update-baselines"):
+        value_baselines.resolve(exp, "scenes::other", store)

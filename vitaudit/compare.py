@@ -201,7 +201,8 @@ def compare(old: Iterable[Row], new: Iterable[Row], tolerance: float = DEFAULT_T
                 out.newly_passing.append(Change(o, n))
             else:
                 out.other_changes.append(Change(o, n))
-        if o.value is not None and n.value is not None and abs(n.value - o.value) > tolerance + 1e-12:  # 0.62 -> 0.61 is not beyond 0.01
+        # 1e-12: 0.62 -> 0.61 is not beyond a tolerance of 0.01, whatever the float rounding says.
+        if o.value is not None and n.value is not None and abs(n.value - o.value) > tolerance + 1e-12:
             out.deltas.append(Delta(o, n, n.value - o.value, _worse(n, n.value - o.value)))
         out.flips.extend(_flips(o, n))
     out.removed = [r for nodeid, r in before.items() if nodeid not in after]

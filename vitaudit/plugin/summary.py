@@ -26,7 +26,8 @@ def _against(r) -> str:
         return ""
     text = num(r.value)
     if r.op and r.threshold is not None:
-        text += f" (expected {r.op} {num(r.threshold)}" + (f", baseline {num(r.baseline)}" if r.baseline is not None else "") + ")"
+        base = f", baseline {num(r.baseline)}" if r.baseline is not None else ""
+        text += f" (expected {r.op} {num(r.threshold)}{base})"
     return cell(text)
 
 
@@ -42,7 +43,8 @@ def markdown(run: RunResults, report: Path | None = None, comparison: "Compariso
              f"{len(run.results)} expectations: " + ", ".join(f"{n} {o}" for o, n in counts.items() if n), ""]
     lines += ["| outcome | count |", "|---|---|"] + [f"| {o} | {n} |" for o, n in counts.items() if n]
     if failing:
-        lines += ["", f"### Failures ({len(failing)})", "", "| where | expectation | value | message |", "|---|---|---|---|"]
+        lines += ["", f"### Failures ({len(failing)})", "",
+                  "| where | expectation | value | message |", "|---|---|---|---|"]
         for r in failing[:MAX_LISTED]:
             message = r.message.splitlines()[0] if r.message else ""
             lines.append(f"| {code(f'{r.file}:{r.line}')} | {cell(r.text)} | {_against(r)} | {cell(message[:300])} |")
