@@ -207,7 +207,7 @@ def _threshold(text: str, after: str) -> Threshold:
     m = _THRESHOLD_RE.match(text)
     if m is None:
         shown = f" '{text}'" if text else " nothing"
-        raise SentenceError(f"expected a comparison like '> 0.4' or '>= baseline - 0.05' after '{after}', got{shown}")
+        raise SentenceError(f"expected a comparison like '> 0.4' after '{after}', got{shown}")
     if m["op"] not in (">", ">=", "<", "<="):
         raise SentenceError(f"operator '{m['op']}' is not supported; use >, >=, < or <=")
     right = text[len(m["op"]):].strip()
