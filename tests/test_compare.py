@@ -163,6 +163,19 @@ def test_bad_tolerance_is_a_usage_error(runs):
     assert exc.value.code == 2
 
 
+def test_items_of_every_image_are_told_apart_by_their_image(tmp_path):
+    a, b = row("a::x", "passed", 0.9, 7, image="a"), row("b::x", "passed", 0.9, 7, image="b")
+    a.text = b.text = "*: vit.attention mass in obj > 0.5"
+    a2, b2 = (ExpectationResult.from_dict({**r.to_dict(), "outcome": "failed", "value": 0.1}) for r in (a, b))
+    cmp = compare_files(write_run(tmp_path / "o.json", [a, b]), write_run(tmp_path / "n.json", [a2, b2]))
+    assert [c.new.where for c in cmp.newly_failing] == ["audits/audit_x.yaml:7 [a]", "audits/audit_x.yaml:7 [b]"]
+    named = row("a::y", "passed", 0.9, 8, image="a")
+    assert compare_files(write_run(tmp_path / "p.json", [named]), write_run(tmp_path / "p.json", [named])).empty
+    from vitaudit.compare import Row
+
+    assert Row.from_dict(named.to_dict()).where == "audits/audit_x.yaml:8"  # its text names the image
+
+
 def test_reads_the_short_expectations_list_too(tmp_path, runs):
     doc = json.loads(open(runs[0]).read())
     del doc["run"]

@@ -69,5 +69,6 @@ def test_clean_passes_shortcut_fails_with_deltas_and_compare_names_them(pytester
     listed = text[text.index("newly failing (7):"):text.index("\n\n", text.index("newly failing (7):"))]
     for nodeid in failed:
         r = next(x for x in doc["expectations"] if x["nodeid"] == nodeid)
-        assert f"{r['file']}:{r['line']}  passed -> failed  {r['text']!r}" in listed
+        where = f"{r['file']}:{r['line']}" + ("" if r["text"].startswith(r["image"]) else f" [{r['image']}]")
+        assert f"{where}  passed -> failed  {r['text']!r}" in listed
     assert "striped: vit prob" not in listed and "dotted: resnet prob" not in listed

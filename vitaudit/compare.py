@@ -38,6 +38,7 @@ class Row:
     threshold: Any = None
     baseline: float | None = None
     per_image: list[dict[str, Any]] | None = None
+    subject: str | None = None  # the image (or dataset) key
 
     @property
     def failing(self) -> bool:
@@ -45,7 +46,11 @@ class Row:
 
     @property
     def where(self) -> str:
-        return f"{self.file}:{self.line}" if self.file else self.nodeid
+        """``audits/a.yaml:12``, with ``[image]`` when the text does not start with it (``"*"`` items)."""
+        where = f"{self.file}:{self.line}" if self.file else self.nodeid
+        if self.subject and not self.text.startswith(f"{self.subject}:"):
+            where += f" [{self.subject}]"
+        return where
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Row":
@@ -55,6 +60,7 @@ class Row:
             text=str(data.get("text") or ""), outcome=str(data.get("outcome") or ""),
             value=float(value) if _is_number(value) else None, op=data.get("op"),
             threshold=data.get("threshold"), baseline=data.get("baseline"), per_image=data.get("per_image"),
+            subject=data.get("image") or data.get("dataset"),
         )
 
 

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vitaudit.compare import Row
 from vitaudit.compare_formats import cell, code, num
 from vitaudit.report.jsondoc import FAILING
 from vitaudit.results import OUTCOMES, RunResults
@@ -47,7 +48,8 @@ def markdown(run: RunResults, report: Path | None = None, comparison: "Compariso
                   "| where | expectation | value | message |", "|---|---|---|---|"]
         for r in failing[:MAX_LISTED]:
             message = r.message.splitlines()[0] if r.message else ""
-            lines.append(f"| {code(f'{r.file}:{r.line}')} | {cell(r.text)} | {_against(r)} | {cell(message[:300])} |")
+            where = Row.from_dict(r.to_dict()).where  # with [image] for "*" items
+            lines.append(f"| {code(where)} | {cell(r.text)} | {_against(r)} | {cell(message[:300])} |")
         if len(failing) > MAX_LISTED:
             lines.append(f"\n... and {len(failing) - MAX_LISTED} more (see the report)")
     if comparison is not None:
