@@ -313,3 +313,35 @@ def test_deselected_expectations_cost_nothing(project: pytest.Pytester) -> None:
     result = project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report", "-k", "accuracy")
     result.assert_outcomes(passed=1, deselected=1)
     assert forwards(project) == {"fixture:vit-scenes": 10}
+
+
+def test_aggregates_against_recorded_values(project: pytest.Pytester, reference: dict) -> None:
+    """`mean ... >= baseline - x` records the aggregate (and its per-image values) once, then holds
+    later runs to it, per class too; the failure gives value, baseline and difference."""
+    write(project, """
+        - scenes: mean vit.attention mass in object >= baseline - 0.01
+        - scenes: vit accuracy >= baseline
+        - scenes: median vit.attention mass in object > baseline * 0.5 per class
+    """)
+    project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report").assert_outcomes(failed=7)
+    project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report",
+                      "--audit-update-baselines").assert_outcomes(passed=7)
+    stored = json.loads((project.path / "baselines" / "audit_d" / "values.json").read_text())["values"]
+    mean = float(np.mean([r["mass"] for r in reference.values()]))
+    entry = stored["scenes::vit.attention-mass_in[object,mean]"]
+    assert entry["value"] == pytest.approx(mean, abs=1e-5)
+    assert entry["per_image"] == pytest.approx({k: r["mass"] for k, r in reference.items()}, abs=1e-5)
+    assert sorted(k for k in stored if "per_class" in k) == [
+        f"scenes::vit.attention-mass_in[object,median,per_class][{c}]" for c in CLASSES]
+    project.runpytest("-p", "no:cacheprovider", "-q").assert_outcomes(passed=7)
+    (row,) = [r for r in results(project) if r["aggregate"] == "mean"]
+    assert row["baseline"] == pytest.approx(mean, abs=1e-5) and row["threshold"] == pytest.approx(mean - 0.01, abs=1e-5)
+    # a retrained model that looks elsewhere: the recorded mean is now well above what it gives
+    entry["value"] = mean + 0.2
+    (project.path / "baselines" / "audit_d" / "values.json").write_text(json.dumps({**json.loads(
+        (project.path / "baselines" / "audit_d" / "values.json").read_text()), "values": stored}))
+    result = project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report")
+    result.assert_outcomes(passed=6, failed=1)
+    result.stdout.fnmatch_lines([f"*failed: mean = {mean:.3g} over 10 images (expected >= {mean + 0.19:.3g}, "
+                                 f"baseline - 0.01 with baseline {mean + 0.2:.3g}); difference from the baseline: "
+                                 f"{-0.2:+.3g}*"])

@@ -1,4 +1,5 @@
-"""``vitaudit explain``: a quick look at one image from the shell.
+"""``vitaudit explain``: a quick look at one image from the shell; ``vitaudit compare``: what changed
+between two audit runs.
 
 Bad arguments, unreadable images, unknown models and unknown labels get one line saying what
 is wrong (with close matches for names) and a non-zero exit code, never a traceback.
@@ -37,11 +38,32 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", help="write the heat-map overlay (JET over the image) to this file")
     ex.add_argument("--save-map", help="write the raw heat map as float32 .npy at the image's size")
     ex.add_argument("--json", action="store_true", help="print the result as JSON")
+    cmp = sub.add_parser("compare", help="compare two audit.json files; exit 1 when an expectation newly fails",
+                         description="Compare two audit runs (audit.json files), matching expectations by node id. "
+                                     "Exit status: 0 no regression, 1 an expectation newly fails, 2 bad input.")
+    cmp.add_argument("old", help="the earlier run's audit.json (e.g. the main branch's)")
+    cmp.add_argument("new", help="the later run's audit.json")
+    cmp.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                     help="output format (default: text)")
+    cmp.add_argument("--tolerance", type=_tolerance, default=None, metavar="X",
+                     help="list values that moved by more than X (default: 0.01)")
     return parser
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "compare":
+        return _compare(args)
     try:
         return _explain(args)
     except KeyboardInterrupt:
@@ -52,6 +74,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"vitaudit: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import DEFAULT_TOLERANCE, CompareError, compare_files
+    from .compare_formats import render
+
+    tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    try:
+        cmp = compare_files(args.old, args.new, tolerance)
+    except CompareError as exc:
+        print(f"vitaudit compare: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.write(render(cmp, args.format))
+    return EXIT_ERROR if cmp.regressed else 0
 
 
 def _explain(args: argparse.Namespace) -> int:

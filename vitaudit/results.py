@@ -120,6 +120,9 @@ class ExpectationResult:
     op: str | None = None
     threshold: float | list[float] | None = None
     value: float | None = None
+    # A threshold written against a recorded value (``>= baseline - 0.05``): that value; ``threshold``
+    # is then the one resolved from it for this run.
+    baseline: float | None = None
     duration: float = 0.0
     topk: list[Prediction] | None = None  # prediction expectations: the model's top-5
     map_stats: dict[str, Any] | None = None  # min, max, mean, no_signal, nan_fraction, ...

@@ -32,6 +32,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write (or refresh) the stored baseline maps instead of comparing with them")
     group.addoption("--audit-no-report", dest="audit_no_report", action="store_true",
                     help="do not write the HTML/JSON audit report")
+    group.addoption("--audit-compare", dest="audit_compare", default=None, metavar="OLD.json",
+                    help="compare with an earlier run's audit.json: a 'changed since' section and a delta on each card")
+    group.addoption("--audit-summary", dest="audit_summary", default=None, metavar="PATH",
+                    help="write a Markdown summary of the audit here (also appended to $GITHUB_STEP_SUMMARY "
+                         "when that is set)")
     parser.addini("audit_report", "path of the HTML audit report", default="reports/audit.html")
     parser.addini("audit_device", "device for audit models", default="auto")
     parser.addini("audit_batch_size", "images per forward pass", default="0")
@@ -88,6 +93,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]):
 
         results = [base_result(item, item.parent.parent.spec)]
     if final and results:
+        if isinstance(item, AuditItem):
+            from .junit import record
+
+            record(item, results)
         for r in results:
             if r.get("kind") != "python":  # a Python audit's checks carry their own outcome
                 r["outcome"] = _outcome(item, report)

@@ -8,6 +8,7 @@ Ctrl-C, a crash in one item), atomically, and only when audits ran.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -50,7 +51,11 @@ class Collector:
     results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # nodeid -> results
     views: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # (file, image) -> ImageView dict
     models: dict[tuple, dict[str, Any]] = field(default_factory=dict)
+    recorded: list[dict[str, Any]] = field(default_factory=list)  # values recorded as baselines
     written: Path | None = None
+    values_written: list[Path] = field(default_factory=list)
+    summaries: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # problems worth a line at the end (a bad --audit-compare)
 
     def add(self, report: pytest.TestReport) -> None:
         payload = getattr(report, "vitaudit", None)
@@ -62,6 +67,7 @@ class Collector:
             iv = self.views.setdefault((v["file"], v["image"]), {"file": v["file"], "image": v["image"], "uri": v["uri"], "views": []})
             if all((x["model"], x["method"]) != (v["view"]["model"], v["view"]["method"]) for x in iv["views"]):
                 iv["views"].append(v["view"])
+        self.recorded.extend(payload.get("values", []))
         if payload.get("results"):
             self.results[report.nodeid] = payload["results"]
 
@@ -84,17 +90,48 @@ class Collector:
             interrupted=int(exitstatus) in (int(pytest.ExitCode.INTERRUPTED), int(pytest.ExitCode.INTERNAL_ERROR)),
         )
 
-    def write(self, exitstatus: int | pytest.ExitCode) -> Path | None:
-        if self.config.getoption("audit_no_report") or not self.results:
+    def _path(self, option: str) -> Path | None:
+        value = self.config.getoption(option)
+        if not value:
             return None
-        from vitaudit.report import write_report
+        path = Path(value)
+        return path if path.is_absolute() else Path(self.config.invocation_params.dir) / path
 
-        html = Path(self.config.getoption("audit_report") or self.config.getini("audit_report"))
-        if not html.is_absolute():
-            html = Path(self.config.invocation_params.dir) / html
-        json_path = html.with_suffix(".json")
-        write_report(self.run_results(exitstatus), html, json_path)
-        self.written = html
+    def comparison(self, run):
+        """The comparison with ``--audit-compare OLD.json`` (None without it, or when it cannot be read)."""
+        old = self._path("audit_compare")
+        if old is None:
+            return None
+        from vitaudit.compare import CompareError, Row, compare, load
+
+        try:
+            rows = load(old)
+        except CompareError as exc:
+            self.notes.append(f"--audit-compare: {exc}")
+            return None
+        return compare(rows, [Row.from_dict(r.to_dict()) for r in run.results],
+                       old_name=str(self.config.getoption("audit_compare")), new_name="this run")
+
+    def write(self, exitstatus: int | pytest.ExitCode) -> Path | None:
+        """Write the report (unless ``--audit-no-report``) and the Markdown summary (when asked for)."""
+        if not self.results:
+            return None
+        run = self.run_results(exitstatus)
+        comparison = self.comparison(run)
+        html = None
+        if not self.config.getoption("audit_no_report"):
+            from vitaudit.report import write_report
+
+            html = Path(self.config.getoption("audit_report") or self.config.getini("audit_report"))
+            if not html.is_absolute():
+                html = Path(self.config.invocation_params.dir) / html
+            write_report(run, html, html.with_suffix(".json"), comparison=comparison)
+            self.written = html
+        summary_path = self._path("audit_summary")
+        if summary_path is not None or os.environ.get("GITHUB_STEP_SUMMARY"):
+            from . import summary
+
+            self.summaries = summary.write(summary.markdown(run, html, comparison), summary_path)
         return html
 
     # ------------------------------------------------------------------ hooks
@@ -102,9 +139,20 @@ class Collector:
         self.add(report)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.recorded:  # once, here: xdist workers never write the values files themselves
+            from .value_baselines import write_recorded
+
+            self.values_written = write_recorded(self.recorded)
         self.write(exitstatus)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if self.written is not None:
+        if self.written is not None or self.values_written or self.summaries or self.notes:
             terminalreporter.write_sep("-", "vitaudit")
+        for path in self.values_written:
+            terminalreporter.write_line(f"value baselines: {path}")
+        for path in self.summaries:
+            terminalreporter.write_line(f"summary: {path}")
+        for note in self.notes:
+            terminalreporter.write_line(note, yellow=True)
+        if self.written is not None:
             terminalreporter.write_line(f"audit report: {self.written} (JSON: {self.written.with_suffix('.json')})")

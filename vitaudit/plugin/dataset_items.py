@@ -104,22 +104,48 @@ class AggregateItem(AuditItem):
                 first = values[0]
                 raise AuditInputError(f"none of its {len(values)} images could be measured; "
                                       f"first, {first.image}: {first.error}")
-            v = verdict(exp.aggregate, values, exp.op, exp.value, exp.share)
+            exp, recording = self._threshold(exp)
+            v = verdict(exp.aggregate, values, exp.op, exp.value if not recording else 0.0, exp.share)
+            if recording:
+                self._value_store().record(self._key(), v.value, per_image=[{"image": x.image, "value": x.value}
+                                                                       for x in values])
         except AuditInputError as exc:
             self.input_error = True
             raise AuditInputError(f"{self.where()}: {exp.text!r} on dataset '{exp.dataset}': {exc}") from None
         finally:
             result["duration"] = time.perf_counter() - start
-        dataset_results.fill(result, self, audit_file, run, values, v)
-        if exp.kind == "baseline" and audit_file.evaluator().session.update_baselines:
-            result["message"] = f"baselines written for {len(values)} images (--audit-update-baselines)"
-            result["outcome"] = "passed"
+        dataset_results.fill(result, self, audit_file, run, values, v, exp)
+        if recording or (exp.kind == "baseline" and audit_file.evaluator().session.update_baselines):
+            what = "value recorded as the baseline" if recording else f"baselines written for {len(values)} images"
+            result["message"] = f"{result['message']}; {what} (--audit-update-baselines)"
             return
         if unreadable and run.dataset.on_error == "fail":
             raise AuditFailure(f"{self.where()}: {exp.text!r} failed: {unreadable} "
                                "(or add on_error: skip to the dataset to count them out)")
         if not v.passed:
-            raise AuditFailure(self.failure_sentence(run, values, v))
+            raise AuditFailure(self.failure_sentence(run, values, v, exp))
+
+    def _key(self) -> str:
+        from .value_baselines import key_for
+
+        return key_for(self.expectation) + (f"[{self.group}]" if self.group is not None else "")
+
+    def _value_store(self):
+        from .value_baselines import store_for
+
+        audit_file = self.parent.parent
+        return store_for(audit_file.evaluator().session, audit_file.spec.path)
+
+    def _threshold(self, exp: "Expectation") -> tuple["Expectation", bool]:
+        """``exp`` with a relative threshold made from its recorded value (or, while
+        ``--audit-update-baselines`` records it, unchanged and ``True``)."""
+        if exp.relative is None:
+            return exp, False
+        if self.parent.parent.evaluator().session.update_baselines:
+            return exp, True
+        from .value_baselines import resolved
+
+        return resolved(exp, self._key(), self._value_store()), False
 
     def _unreadable(self, run: "DatasetRun") -> str:
         bad = run.unreadable
@@ -129,12 +155,13 @@ class AggregateItem(AuditItem):
         more = f" and {len(bad) - NAMED} more" if len(bad) > NAMED else ""
         return f"{len(bad)} image{'s' if len(bad) != 1 else ''} of dataset '{run.dataset.key}' could not be read: {named}{more}"
 
-    def failure_sentence(self, run: "DatasetRun", values: list["ImageValue"], v: "Verdict") -> str:  # type: ignore[override]
+    def failure_sentence(self, run: "DatasetRun", values: list["ImageValue"], v: "Verdict",  # type: ignore[override]
+                         exp: "Expectation") -> str:
         from vitaudit.aggregate import worst_and_best
 
         from .evaluate import fmt
+        from .value_baselines import difference
 
-        exp = self.expectation
         n = v.n_images
         counted = self._counted(run, n)
         if exp.aggregate == "share":
@@ -142,8 +169,13 @@ class AggregateItem(AuditItem):
                     else f"no image to count (expected at least {exp.share:.0%} of images)")
         else:
             word = "accuracy" if exp.aggregate == "accuracy" else exp.aggregate
-            said = (f"{word} = {fmt(v.value)} over {counted} (expected {exp.op} {fmt(exp.value)})"
-                    if v.value is not None else f"no {word}: no image has a value (expected {exp.op} {fmt(exp.value)})")
+            expected = f"{exp.op} {fmt(exp.value)}"
+            if exp.relative is not None:
+                expected += f", {exp.relative.text} with baseline {fmt(exp.relative.baseline)}"
+            said = (f"{word} = {fmt(v.value)} over {counted} (expected {expected})"
+                    if v.value is not None else f"no {word}: no image has a value (expected {expected})")
+            if exp.relative is not None:
+                said += f"; {difference(v.value, exp.relative.baseline)}"
         worst, _ = worst_and_best(values, exp.op, worst=NAMED, best=0)
         shown = [f"{w.image} {'no value' if w.value is None else fmt(w.value)}" for w in worst
                  if w.passed is not True]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -108,6 +108,12 @@ class SampleEvaluator(Evaluator):
         self.loaded: "LoadedImage | None" = None
         self.entries: dict[str, Any] = {}
         self._maps: dict[tuple, "Explanation"] = {}
+
+    def evaluate(self, exp: "Expectation") -> Evaluation:
+        # A relative threshold belongs to the aggregate (see dataset_items), never to one image.
+        if exp.relative is not None:
+            exp = replace(exp, relative=None, value=0.0 if exp.value is None else exp.value)
+        return super().evaluate(exp)
 
     def at(self, sample: "Sample", loaded: "LoadedImage", entries: dict[str, Any]) -> None:
         self.sample, self.loaded, self.entries, self._maps = sample, loaded, entries, {}

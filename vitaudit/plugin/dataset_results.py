@@ -27,14 +27,16 @@ LISTED = 20
 
 
 def fill(result: dict[str, Any], item: "AggregateItem", audit_file: "AuditFile", run: "DatasetRun",
-         values: list["ImageValue"], v: "Verdict") -> None:
-    exp = item.expectation
+         values: list["ImageValue"], v: "Verdict", exp) -> None:
+    """``exp``: the item's expectation, its threshold resolved when it is relative."""
     share = exp.aggregate == "share"
     result["value"] = v.value
     result["n_images"] = v.n_images
     result["op"] = ">=" if share else exp.op
     result["threshold"] = exp.share if share else exp.value
     result["per_image"] = [{"image": x.image, "value": x.value, "passed": x.passed} for x in values]
+    if exp.relative is not None:
+        result["baseline"] = exp.relative.baseline
     everyone = [s for s in run.dataset.samples if item.group is None or s.label == item.group]
     with_region = everyone if exp.region is None else \
         [s for s in everyone if exp.region.region.name in s.regions]
@@ -45,7 +47,7 @@ def fill(result: dict[str, Any], item: "AggregateItem", audit_file: "AuditFile",
         share_passing=v.share_passing,
         edges=edges,
         counts=counts,
-        per_class=_per_class(item, run, values) if exp.group is not None or item.group is not None else [],
+        per_class=_per_class(item, exp, run, values) if exp.group is not None or item.group is not None else [],
         not_counted=[f"{name}: {cause}" for _, name, cause in run.unreadable[:LISTED]],
         n_not_counted=len(run.unreadable),
         n_without_region=len(everyone) - len(with_region),
@@ -63,18 +65,23 @@ def _summary(exp, v: "Verdict") -> str:
         return f"no image counted ({v.n_images} images)"
     if exp.aggregate == "share":
         return f"{v.value:.1%} of {v.n_images} images pass (expected at least {exp.share:.0%})"
+    if exp.value is None:  # a relative threshold being recorded
+        return f"{exp.aggregate} = {fmt(v.value)} over {v.n_images} images"
     return f"{exp.aggregate} = {fmt(v.value)} over {v.n_images} images (expected {exp.op} {fmt(exp.value)})"
 
 
-def _per_class(item: "AggregateItem", run: "DatasetRun", values: list["ImageValue"]) -> list[ClassRow]:
-    """Every class's aggregate and verdict (a per-class item shows its class among the others)."""
-    exp = item.expectation
+def _per_class(item: "AggregateItem", exp, run: "DatasetRun", values: list["ImageValue"]) -> list[ClassRow]:
+    """Every class's aggregate and verdict (a per-class item shows its class among the others).
+
+    Under a relative threshold each class has its own recorded value, so only the item's own
+    class has a verdict here."""
     all_values = run.values.get(exp.id, []) if item.group is not None else values
     rows = []
     for group, vals in by_group(all_values).items():
-        g = verdict(exp.aggregate, vals, exp.op, exp.value, exp.share)
+        known = exp.value is not None and (exp.relative is None or group == item.group)
+        g = verdict(exp.aggregate, vals, exp.op or ">", exp.value if known else float("-inf"), exp.share)
         rows.append(ClassRow(group=group, n_images=g.n_images, value=g.value, share_passing=g.share_passing,
-                             passed=g.passed))
+                             passed=g.passed if known else None))
     return rows
 
 
@@ -92,7 +99,7 @@ def _examples(item: "AggregateItem", audit_file: "AuditFile", run: "DatasetRun",
     if not chosen:
         return []
     evaluator = audit_file.evaluator()
-    plan = Plan(evaluator, [exp])
+    plan = Plan(evaluator, [exp])  # the pictures need the maps only: a relative threshold plays no part
     sample_ev = SampleEvaluator(evaluator, plan, run.dataset)
     samples = [run.dataset.samples[x.index] for x, _ in chosen]
     session = evaluator.session

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from . import baselines
+from . import baselines, value_baselines
 from .session import AuditFailure, AuditInputError, AuditSession
 
 if TYPE_CHECKING:
@@ -36,6 +36,8 @@ class Evaluation:
     extra_panels: list[tuple[str, np.ndarray, str]] = field(default_factory=list)  # (title, map or rgb, kind)
     topk: list[tuple[str, int, float]] | None = None
     note: str = ""
+    threshold: float | None = None  # a relative threshold as resolved for this run
+    baseline: float | None = None  # the recorded value it was made from
 
 
 def fmt(x: float) -> str:
@@ -172,6 +174,9 @@ class Evaluator:
 
         handler = getattr(self, f"_{exp.kind}")
         try:
+            if exp.relative is not None:
+                store = value_baselines.store_for(self.session, self.spec.path)
+                return value_baselines.evaluate_relative(exp, store, handler)
             return handler(exp)
         except NoSignalError as exc:  # the model's map is empty: the expectation is not met
             raise AuditFailure(f"{exp.metric}: {exc}") from None
@@ -179,10 +184,17 @@ class Evaluator:
             raise AuditInputError(f"cannot measure {exp.metric}: {exc}") from None
 
     def verdict(self, exp: "Expectation", value: float) -> bool:
+        if exp.value is None and exp.relative is not None:  # --audit-update-baselines: being recorded
+            return True
         return OPS[exp.op](value, exp.value)
 
     def expected(self, exp: "Expectation") -> str:
-        return f"{exp.op} {fmt(exp.value)}"
+        rel = exp.relative
+        if rel is None:
+            return f"{exp.op} {fmt(exp.value)}"
+        if rel.baseline is None:
+            return f"{exp.op} {rel.text}; recording the baseline"
+        return f"{exp.op} {fmt(exp.value)}, {rel.text} with baseline {fmt(rel.baseline)}"
 
     # ------------------------------------------------------------- prediction
     def probs(self, model_key: str, image_key: str) -> np.ndarray:

@@ -58,6 +58,9 @@ def fill_result(result: dict[str, Any], item: "AuditItem", audit_file: "AuditFil
     session = audit_file.evaluator().session
     rel = audit_file.rel
     result["value"] = ev.value
+    if ev.threshold is not None:  # a relative threshold, as resolved from its recorded baseline
+        result["threshold"] = ev.threshold
+        result["baseline"] = ev.baseline
     result["message"] = ev.summary + (f"; {ev.note}" if ev.note else "")
     result["topk"] = [asdict(p) for p in cards.topk(ev.topk)] if ev.topk else None
     if ev.maps:

@@ -32,10 +32,12 @@ class AuditFailure(AssertionError):
 
 @dataclass
 class Outbox:
-    """Things a worker must tell the report once: models it loaded, per-image model views."""
+    """Things a worker must tell the controller once: models it loaded, per-image model views, and
+    values recorded as baselines (:mod:`.value_baselines`; the controller writes them)."""
 
     models: list[dict[str, Any]] = field(default_factory=list)
     views: list[dict[str, Any]] = field(default_factory=list)
+    values: list[dict[str, Any]] = field(default_factory=list)
     _sent_views: set[tuple] = field(default_factory=set)
 
     def sent(self, key: tuple) -> bool:
@@ -47,8 +49,8 @@ class Outbox:
             self.views.append(view)
 
     def drain(self) -> dict[str, Any]:
-        out = {"models": self.models, "views": self.views}
-        self.models, self.views = [], []
+        out = {"models": self.models, "views": self.views, "values": self.values}
+        self.models, self.views, self.values = [], [], []
         return out
 
 
@@ -85,6 +87,7 @@ class AuditSession:
         self.small_images: dict[tuple, Any] = {}  # images at report size (see plugin.cards)
         self.grids_shown: set[tuple] = set()  # (file, image, model) with a layer x head grid sent
         self.prefetched: set[tuple] = set()
+        self.value_stores: dict[str, Any] = {}  # audit file -> value_baselines.Store
         self._cache = None
 
     @property

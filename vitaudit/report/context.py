@@ -135,6 +135,7 @@ class CardView:
     search: str
     subject: str = ""  # "image cat_001", "dataset scenes · class cat": what the expectation is about
     agg: AggregateCard | None = None  # dataset expectations: histogram, examples, per-class table
+    delta: str = ""  # against an earlier run (--audit-compare), see .changes
 
 
 @dataclass
@@ -305,10 +306,20 @@ def environment_rows(env: dict[str, Any]) -> list[tuple[str, str]]:
     return [(k, str(env[k])) for k in known + rest]
 
 
-def build_context(run: RunResults, nonce: str) -> dict[str, Any]:
-    """The template's whole context, and the JSON handed to the page's script under ``data``."""
+def build_context(run: RunResults, nonce: str, comparison: Any = None) -> dict[str, Any]:
+    """The template's whole context, and the JSON handed to the page's script under ``data``.
+
+    ``comparison`` (a :class:`vitaudit.compare.Comparison` of an earlier run with this one) adds the
+    "changed since" section and each card's delta (:mod:`.changes`)."""
     pics = PicTable(all_uris(run))
     files, cards = group_results(run, pics)
+    changes = None
+    if comparison is not None:
+        from .changes import card_delta, changes_view
+
+        for c in cards:
+            c.delta = card_delta(comparison, c.r.nodeid, c.r.value, c.r.outcome)
+        changes = changes_view(comparison, {c.r.nodeid: c.id for c in cards})
     total, per_model, per_dataset = Counts(), {}, {}
     for r in run.results:
         total.add(r.outcome)
@@ -344,5 +355,6 @@ def build_context(run: RunResults, nonce: str) -> dict[str, Any]:
         "datasets": datasets,
         "problems": [c for c in sorted(cards, key=lambda c: (c.r.file, c.r.line)) if c.problem],
         "n_cards": len(cards),
+        "changes": changes,
         "data": data,
     }

@@ -6,7 +6,7 @@ Layout (``format: "vitaudit-audit/1"``)::
      "summary": {"status", "total", "<outcome>": n..., "duration", "started_at", "interrupted",
                  "by_file": {file: {outcome: n}}, "by_model": {model: {outcome: n}}},
      "expectations": [{"nodeid", "file", "line", "text", "kind", "outcome",
-                       "metric", "region", "value", "op", "threshold", "models", "methods",
+                       "metric", "region", "value", "op", "threshold", "baseline", "models", "methods",
                        "image", "message", "duration", "map_stats",
                        "dataset", "aggregate", "n_images", "group", "per_image"}, ...],
      "run": RunResults.to_dict() with pictures emptied and per-image lists moved out}
@@ -101,7 +101,7 @@ def expectation_row(r: ExpectationResult) -> dict[str, Any]:
         "nodeid": r.nodeid, "file": r.file, "line": r.line, "text": r.text, "kind": r.kind,
         "outcome": r.outcome,
         "metric": r.metric, "region": r.region, "value": r.value, "op": r.op, "threshold": r.threshold,
-        "models": r.models, "methods": r.methods, "image": r.image, "message": r.message,
+        "baseline": r.baseline, "models": r.models, "methods": r.methods, "image": r.image, "message": r.message,
         "duration": r.duration, "map_stats": r.map_stats,
         "dataset": r.dataset, "aggregate": r.aggregate, "n_images": r.n_images, "group": r.group,
         "per_image": r.per_image,

@@ -12,6 +12,7 @@ import functools
 import json
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
@@ -21,6 +22,9 @@ from .atomic import atomic_write_text
 from .context import build_context
 from .format import fmt_duration, fmt_num
 from .jsondoc import audit_document
+
+if TYPE_CHECKING:
+    from vitaudit.compare import Comparison
 
 
 @functools.lru_cache(maxsize=1)
@@ -38,10 +42,11 @@ def environment() -> Environment:
     return env
 
 
-def render_html(run: RunResults, nonce: str | None = None) -> str:
-    """The report as one HTML string (no file is touched)."""
+def render_html(run: RunResults, nonce: str | None = None, comparison: "Comparison | None" = None) -> str:
+    """The report as one HTML string (no file is touched); with ``comparison`` (an earlier run against
+    this one, :mod:`vitaudit.compare`), a "changed since" section and a delta on each card."""
     nonce = nonce or secrets.token_urlsafe(18)
-    return environment().get_template("report.html.j2").render(build_context(run, nonce))
+    return environment().get_template("report.html.j2").render(build_context(run, nonce, comparison))
 
 
 def render_json(run: RunResults, pictures: bool = False) -> str:
@@ -56,6 +61,7 @@ def write_report(
     json_path: str | Path | None = None,
     *,
     json_pictures: bool = False,
+    comparison: "Comparison | None" = None,
 ) -> Path:
     """Write the HTML report to ``html_path`` and, when given, ``audit.json`` to ``json_path``.
 
@@ -64,7 +70,7 @@ def write_report(
     leaves the previous files as they were. ``json_pictures`` keeps the data: URIs in the JSON
     (off by default: dashboards want it small). Returns the HTML path.
     """
-    html = render_html(run)
+    html = render_html(run, comparison=comparison)
     text = render_json(run, pictures=json_pictures) if json_path is not None else None
     if json_path is not None and text is not None:
         atomic_write_text(json_path, text)

@@ -6,8 +6,8 @@ content; every problem becomes a :class:`SpecError` with the file and line.
 from vitaudit.regions import Region, RegionRef
 
 from .errors import SpecError
-from .model import (CROPS, METHODS, METRIC_OPTIONS, METRICS, OPS, OPTION_CHOICES, POINTING_OPS, AuditSpec,
-                    Expectation, ImageDecl, Label, MapRef, Mark, ModelDecl)
+from .model import (CROPS, METHODS, METRIC_OPTIONS, METRICS, OPS, OPTION_CHOICES, POINTING_OPS, RELATIVE_OPS,
+                    AuditSpec, Expectation, ImageDecl, Label, MapRef, Mark, ModelDecl, Relative)
 from .parse import parse_audit_file
 
 
@@ -19,6 +19,7 @@ def is_audit_file(name: str) -> bool:
 
 __all__ = [
     "AuditSpec", "CROPS", "Expectation", "ImageDecl", "Label", "METHODS", "METRICS", "METRIC_OPTIONS",
-    "MapRef", "Mark", "ModelDecl", "OPS", "OPTION_CHOICES", "POINTING_OPS", "Region", "RegionRef", "SpecError",
+    "MapRef", "Mark", "ModelDecl", "OPS", "OPTION_CHOICES", "POINTING_OPS", "RELATIVE_OPS", "Region", "Relative",
+    "RegionRef", "SpecError",
     "is_audit_file", "parse_audit_file",
 ]

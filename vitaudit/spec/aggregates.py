@@ -51,10 +51,10 @@ def parse_dataset_sentence(sentence: str) -> Draft:
     if m := _ACCURACY.match(text):
         if share is not None:
             raise SentenceError("accuracy is already a share of images; write '<model> accuracy > 0.9' alone")
-        op, value, rest = threshold(m["rest"].strip(), f"{m['model']} accuracy")
-        if rest.strip():
-            raise SentenceError(f"unexpected '{rest.strip()}' at the end of the sentence (accuracy)")
-        draft = Draft("accuracy", model=m["model"], op=op, value=value, aggregate="accuracy")
+        thr = threshold(m["rest"].strip(), f"{m['model']} accuracy")
+        if thr.rest.strip():
+            raise SentenceError(f"unexpected '{thr.rest.strip()}' at the end of the sentence (accuracy)")
+        draft = thr.apply(Draft("accuracy", model=m["model"], aggregate="accuracy"))
     else:
         aggregate = None
         m = _AGGREGATE.match(text)
@@ -99,6 +99,10 @@ def build_dataset(exp: Expectation, draft: Draft, decls) -> Expectation:
         what = "accuracy" if exp.metric == "accuracy" else "'per class'"
         raise SentenceError(f"{what} needs the images' classes, but dataset '{key}' has no labels "
                             "(add labels: folders, a label column, or a labelled annotation file)", line)
+    if aggregate == "share" and exp.relative is not None:
+        raise SentenceError("a per-image threshold cannot be 'baseline ...' (each image would need its own); "
+                            "write an aggregate against the baseline, e.g. 'mean <map> mass in <region> >= "
+                            "baseline - 0.05'", draft.lines.get("value", line))
     share = draft.share if aggregate == "share" else None
     if share is not None and not 0 < share <= 1:
         raise SentenceError(f"share must be in (0, 1] (a fraction of the images), got {share:g}", line)

@@ -11,8 +11,8 @@ from vitaudit.regions import Region, RegionRef
 from .aggregates import build_dataset, dataset_region, not_on_images
 from .draft import Draft
 from .errors import SentenceError, did_you_mean, one_of
-from .model import (METHODS, METRIC_OPTIONS, METRICS, OPS, OPTION_CHOICES, POINTING_OPS, Expectation, ImageDecl,
-                    Label, ModelDecl)
+from .model import (METHODS, METRIC_OPTIONS, METRICS, OPS, OPTION_CHOICES, POINTING_OPS, RELATIVE_OPS, Expectation,
+                    ImageDecl, Label, ModelDecl)
 
 
 @dataclass
@@ -41,7 +41,8 @@ def build(draft: Draft, image: str, decls: Declarations) -> Expectation:
             _check_model(draft.model, decls, lines.get("model"))
             _check_op(draft, lines)
             return build_dataset(Expectation(id="", image=image, kind="prediction", metric="accuracy",
-                                             model=draft.model, op=draft.op, value=draft.value), draft, decls)
+                                             model=draft.model, op=draft.op, value=draft.value,
+                                             relative=draft.relative), draft, decls)
     else:
         _check_image(image, decls, lines.get("image"))
         not_on_images(draft, image, lines.get("image"))
@@ -80,7 +81,7 @@ def build(draft: Draft, image: str, decls: Declarations) -> Expectation:
         id="", image=image, kind=METRICS[metric], metric=metric,
         model=draft.model if draft.model is not None else (draft.maps[0].model if single else None),
         maps=draft.maps, labels=labels, label_groups=groups, k=draft.k, region=region,
-        op=draft.op, value=draft.value, options=options,
+        op=draft.op, value=draft.value, relative=draft.relative, options=options,
     )
     return build_dataset(exp, draft, decls) if on_dataset else exp
 
@@ -140,6 +141,10 @@ def _check_op(draft: Draft, lines: dict[str, int]) -> None:
         return
     if draft.op not in OPS:
         raise SentenceError(f"op must be one of {one_of(OPS)}, got {draft.op!r}", line)
+    if draft.relative is not None:
+        if draft.relative.op not in RELATIVE_OPS:  # pragma: no cover - the readers only produce these
+            raise SentenceError(f"unknown relative threshold {draft.relative.op!r}", lines.get("value"))
+        return
     if isinstance(draft.value, bool) or not isinstance(draft.value, (int, float)):
         raise SentenceError(f"threshold must be a number, got {draft.value!r}", lines.get("value"))
 

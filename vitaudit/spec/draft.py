@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from .errors import SentenceError
-from .model import Label, MapRef
+from .model import Label, MapRef, Relative
 
 if TYPE_CHECKING:
     from .yamlload import YNode
@@ -37,6 +37,7 @@ class Draft:
     region: tuple[str, bool] | None = None  # (name, negate)
     op: str | None = None
     value: float | None = None
+    relative: Relative | None = None  # a threshold written against a recorded value
     options: dict[str, object] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
     aggregate: str | None = None  # dataset expectations: mean | median | min | max | p<N> | share | accuracy

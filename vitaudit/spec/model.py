@@ -142,6 +142,39 @@ class MapRef:
         return text + (f"@{self.target}" if self.target is not None else "")
 
 
+#: How a relative threshold is made from a recorded baseline value ``b``.
+RELATIVE_OPS: tuple[str, ...] = ("=", "-", "+", "*")
+
+
+@dataclass(frozen=True)
+class Relative:
+    """A threshold written relative to a recorded value: ``baseline``, ``baseline - 0.05``, ``baseline * 0.9``.
+
+    ``op`` is ``=`` (the baseline itself), ``-``, ``+`` or ``*`` with ``amount``. ``baseline`` is
+    ``None`` as parsed; :mod:`vitaudit.plugin.value_baselines` fills it in when it resolves the
+    threshold for a run (and sets the expectation's ``value``).
+    """
+
+    op: str = "="
+    amount: float = 0.0
+    baseline: float | None = None
+
+    def threshold(self, baseline: float) -> float:
+        """The threshold this makes of a recorded ``baseline``."""
+        if self.op == "-":
+            return baseline - self.amount
+        if self.op == "+":
+            return baseline + self.amount
+        if self.op == "*":
+            return baseline * self.amount
+        return baseline
+
+    @property
+    def text(self) -> str:
+        """As written: ``baseline - 0.05``."""
+        return "baseline" if self.op == "=" else f"baseline {self.op} {self.amount:g}"
+
+
 @dataclass(frozen=True)
 class Expectation:
     """One expectation on one image: one pytest item.
@@ -155,6 +188,8 @@ class Expectation:
     - ``k``: for ``in_topk``.
     - ``op``/``value``: ``op`` in :data:`OPS` with a float ``value``; for ``pointing_game``
       ``op`` is ``"hits"``/``"misses"`` and ``value`` is ``None``; ``None`` for ``top1_*``/``in_topk``.
+    - ``relative``: set when the threshold is written against a recorded value (``>= baseline - 0.05``);
+      ``value`` is then ``None`` until the run resolves it (:mod:`vitaudit.plugin.value_baselines`).
     - ``options``: the metric's options (:data:`METRIC_OPTIONS`, defaults filled in), sorted.
     - ``text``: the expectation as written, on one line; ``file``/``line`` where.
     - ``marks``: file-level marks first, then the expectation's own.
@@ -177,6 +212,7 @@ class Expectation:
     region: RegionRef | None = None
     op: str | None = None
     value: float | None = None
+    relative: Relative | None = None
     options: Options = ()
     text: str = ""
     file: str = ""

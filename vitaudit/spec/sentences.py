@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass
 
 from .draft import (NAME, Draft, closing_paren, parse_label, parse_mapref, parse_mapref_head,
                     parse_number, split_top)
 from .errors import SentenceError
-from .model import METHODS, MapRef
+from .model import METHODS, MapRef, Relative
 
 #: Every sentence shape, for error messages and the docs.
 PREDICTION_FORMS = (
@@ -21,6 +22,8 @@ PREDICTION_FORMS = (
     "<class> in <model> top<k>",
     "<model> prob(<class>) <op> <number>",
 )
+#: The right-hand side of any thresholded sentence.
+THRESHOLD_FORMS = ("<number>", "baseline", "baseline - <number>", "baseline + <number>", "baseline * <number>")
 MAP_FORMS = (
     "mass in <region> <op> <number>",
     "pointing game hits|misses <region> [within <n>px]",
@@ -56,6 +59,7 @@ _TARGET_RE = re.compile(
     r"^for\s+(?P<target>.+?)\s+(?=(energy pointing game|pointing game|mass in|iou\s*\(|rank accuracy"
     r"|baseline similarity|deletion auc|insertion auc|sanity similarity)\b)", re.IGNORECASE)
 _THRESHOLD_RE = re.compile(r"^(?P<op>=>|=<|[<>=!]=?)\s*(?P<value>[^\s,]+)\s*(?P<rest>.*)$")
+_RELATIVE_RE = re.compile(r"^baseline\b(?:\s*(?P<op>[-+*])\s*(?P<amount>[^\s,]+))?\s*(?P<rest>.*)$", re.IGNORECASE)
 _REGION_RE = re.compile(r"^(?P<neg>not\s+)?(?P<name>[^\s<>=!,()]+)\s*(?P<rest>.*)$", re.IGNORECASE)
 _TOPK_RE = re.compile(rf"^(?P<label>.+?)\s+in\s+(?P<model>{NAME})\s+top-?\s*(?P<k>\d+)$", re.IGNORECASE)
 _TOP1 = r"top-?\s*1"
@@ -105,9 +109,9 @@ def _prediction(text: str, model: str, tail: str) -> Draft:
     if m := re.match(r"^prob\s*\(", tail, re.IGNORECASE):
         close = closing_paren(tail, m.end() - 1)
         label = parse_label(tail[m.end() : close])
-        op, value, rest = _threshold(tail[close + 1 :].strip(), "prob(<class>)")
-        _no_rest(rest, "prob")
-        return Draft("prob", model=model, labels=(label,), op=op, value=value)
+        threshold = _threshold(tail[close + 1 :].strip(), "prob(<class>)")
+        _no_rest(threshold.rest, "prob")
+        return threshold.apply(Draft("prob", model=model, labels=(label,)))
     if m := re.match(r"^top-?\s*(\d+)\b", tail, re.IGNORECASE):
         raise SentenceError(f"cannot parse '{text}'; for the top-{m[1]} write '<class> in {model} top{m[1]}'")
     if _starts_with_phrase(tail) or tail.split()[0].lower() in METHODS:
@@ -149,8 +153,8 @@ def _metric(metric: str, phrase: str, rest: str, text: str) -> Draft:
         region, leftover = _region(parts[1], "iou(top <n>%, <region>)")
         if leftover:
             raise SentenceError(f"cannot parse '{text}': write iou(top <n>%, <region>) <op> <number>")
-        op, value, rest = _threshold(rest[close + 1 :].strip(), "iou(...)")
-        draft = Draft(metric, region=region, op=op, value=value)
+        threshold = _threshold(rest[close + 1 :].strip(), "iou(...)")
+        draft, rest = threshold.apply(Draft(metric, region=region)), threshold.rest
         draft.options["top"] = parse_number(top["v"], "iou's top percentage")
     elif metric == "pointing_game":
         region, rest = _region(rest, phrase)
@@ -160,11 +164,11 @@ def _metric(metric: str, phrase: str, rest: str, text: str) -> Draft:
         draft = Draft(metric, region=region, op=phrase.split()[-1].lower())
     elif metric in ("mass_in", "energy_pointing_game", "rank_accuracy"):
         region, rest = _region(rest, phrase)
-        op, value, rest = _threshold(rest, f"{phrase} <region>")
-        draft = Draft(metric, region=region, op=op, value=value)
+        threshold = _threshold(rest, f"{phrase} <region>")
+        draft, rest = threshold.apply(Draft(metric, region=region)), threshold.rest
     else:
-        op, value, rest = _threshold(rest, phrase)
-        draft = Draft(metric, op=op, value=value)
+        threshold = _threshold(rest, phrase)
+        draft, rest = threshold.apply(Draft(metric)), threshold.rest
     draft.options.update(_clauses(rest, metric))
     return draft
 
@@ -176,20 +180,57 @@ def _agreement(text: str) -> Draft:
     if len(args) != 2 or not all(args):
         raise SentenceError(f"agreement compares two maps: agreement(<model>.<method>, <model>.<method>), got '{text}'")
     maps = tuple(parse_mapref(a) for a in args)
-    op, value, rest = _threshold(text[close + 1 :].strip(), "agreement(...)")
-    draft = Draft("agreement", maps=maps, op=op, value=value)
-    draft.options.update(_clauses(rest, "agreement"))
+    threshold = _threshold(text[close + 1 :].strip(), "agreement(...)")
+    draft = threshold.apply(Draft("agreement", maps=maps))
+    draft.options.update(_clauses(threshold.rest, "agreement"))
     return draft
 
 
-def _threshold(text: str, after: str) -> tuple[str, float, str]:
+@dataclass
+class Threshold:
+    """The right-hand side of a comparison: ``> 0.4`` or ``>= baseline - 0.05`` (then ``value`` is
+    ``None`` and ``relative`` says how to make it from the recorded value); ``rest`` is what follows."""
+
+    op: str
+    value: float | None
+    relative: Relative | None
+    rest: str
+
+    def apply(self, draft: Draft) -> Draft:
+        """Set ``draft``'s op, value and relative threshold; return it."""
+        draft.op, draft.value, draft.relative = self.op, self.value, self.relative
+        return draft
+
+
+def _threshold(text: str, after: str) -> Threshold:
+    """``<op> <number>`` or ``<op> baseline [-|+|* <number>]`` at the start of ``text``."""
     m = _THRESHOLD_RE.match(text)
     if m is None:
         shown = f" '{text}'" if text else " nothing"
         raise SentenceError(f"expected a comparison like '> 0.4' after '{after}', got{shown}")
     if m["op"] not in (">", ">=", "<", "<="):
         raise SentenceError(f"operator '{m['op']}' is not supported; use >, >=, < or <=")
-    return m["op"], parse_number(m["value"]), m["rest"]
+    right = text[len(m["op"]):].strip()
+    relative, rest = parse_relative(right)
+    if relative is not None:
+        return Threshold(m["op"], None, relative, rest)
+    return Threshold(m["op"], parse_number(m["value"]), None, m["rest"])
+
+
+def parse_relative(text: str) -> tuple[Relative | None, str]:
+    """``baseline``, ``baseline - 0.05``, ``baseline + x``, ``baseline * 0.9`` at the start of ``text``
+    -> the relative threshold and the rest; ``(None, text)`` when it does not start with ``baseline``."""
+    m = _RELATIVE_RE.match(text)
+    if m is None:
+        return None, text
+    if m["op"] is None:
+        rest = m["rest"]
+        if re.match(r"^[-+*/x]", rest):
+            raise SentenceError(f"cannot read '{text}': write baseline, baseline - <n>, baseline + <n> "
+                                "or baseline * <n>")
+        return Relative("=", 0.0), rest
+    amount = parse_number(m["amount"], f"the amount in 'baseline {m['op']} ...'")
+    return Relative(m["op"], amount), m["rest"]
 
 
 def _region(text: str, after: str) -> tuple[tuple[str, bool], str]:

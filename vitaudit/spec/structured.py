@@ -8,7 +8,7 @@ from .context import label_of, scalar_int, scalar_number, scalar_str
 from .draft import Draft, option_mapping, parse_mapref
 from .errors import SentenceError, did_you_mean, one_of
 from .marks import MARK_KEYS
-from .model import METRICS, OPS, POINTING_OPS, Label, MapRef
+from .model import METRICS, OPS, POINTING_OPS, Label, MapRef, Relative
 from .yamlload import YNode
 
 _MAP = ("method_options", "target")
@@ -95,11 +95,35 @@ def parse_structured(node: YNode) -> tuple[str, Draft]:
     elif metric == "pointing_game":
         draft.op = "hits"
     if "value" in values:
-        draft.value = scalar_number(values["value"], "threshold 'value'")
+        draft.value, draft.relative = _value(values["value"])
     for key in OPTION_KEYS:
         if key in values:
             draft.options[key] = _option(key, values[key])
     return image, draft
+
+
+def _value(node: YNode) -> tuple[float | None, Relative | None]:
+    """A threshold: a number, ``baseline - 0.05`` (as in sentences), or ``{baseline: -0.05}``
+    (the recorded value plus an offset; ``{baseline: 0}`` is the baseline itself)."""
+    from .sentences import parse_relative
+
+    if node.is_map:
+        if list(node.value) != ["baseline"]:
+            raise SentenceError("a relative 'value' is {baseline: <offset>}, e.g. {baseline: -0.05}", node.line)
+        offset = scalar_number(node.value["baseline"], "the offset in {baseline: <offset>}")
+        if offset == 0:
+            return None, Relative("=", 0.0)
+        return None, Relative("-" if offset < 0 else "+", abs(offset))
+    if node.is_scalar and isinstance(node.value, str) and node.value.strip().lower().startswith("baseline"):
+        try:
+            relative, rest = parse_relative(" ".join(node.value.split()))
+        except SentenceError as exc:
+            raise SentenceError(exc.message, node.line) from None
+        if relative is None or rest:
+            raise SentenceError(f"cannot read threshold '{node.value}': write baseline, baseline - <n>, "
+                                "baseline + <n> or baseline * <n>", node.line)
+        return None, relative
+    return scalar_number(node, "threshold 'value'"), None
 
 
 def _maps(node: YNode, lines: dict[str, int]) -> tuple[MapRef, ...]:

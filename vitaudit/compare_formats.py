@@ -1,0 +1,136 @@
+"""A :class:`~vitaudit.compare.Comparison` as text (terminals, CI logs), Markdown (CI job summaries,
+pull-request comments) or JSON (machines)."""
+from __future__ import annotations
+
+import json
+
+from .compare import Change, Comparison, Delta, Flip, Row
+
+FORMATS = ("text", "markdown", "json")
+
+
+def num(x) -> str:
+    if isinstance(x, bool) or x is None:
+        return "—"
+    if isinstance(x, (list, tuple)):
+        return "[" + ", ".join(num(v) for v in x) + "]"
+    if isinstance(x, (int, float)):
+        return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
+    return str(x)
+
+
+def _against(r: Row) -> str:
+    if r.threshold is None or not r.op:
+        return ""
+    base = f", baseline {num(r.baseline)}" if r.baseline is not None else ""
+    return f" (expected {r.op} {num(r.threshold)}{base})"
+
+
+def _value_move(c: Change) -> str:
+    if c.old.value is None and c.new.value is None:
+        return ""
+    return f"value {num(c.old.value)} -> {num(c.new.value)}{_against(c.new)}"
+
+
+def _verdict(passed: bool) -> str:
+    return "pass" if passed else "fail"
+
+
+def headline(cmp: Comparison) -> str:
+    """One line: regressed or not, and the counts."""
+    parts = [f"{len(cmp.newly_failing)} newly failing", f"{len(cmp.newly_passing)} newly passing"]
+    if cmp.flips:
+        parts.append(f"{len(cmp.flips)} per-image verdicts flipped")
+    parts.append(f"{len(cmp.deltas)} values moved by more than {cmp.tolerance:g}")
+    parts.append(f"{len(cmp.added)} added, {len(cmp.removed)} removed")
+    status = "REGRESSED" if cmp.regressed else "no regression"
+    return f"{status}: " + ", ".join(parts)
+
+
+# ------------------------------------------------------------------ text
+def to_text(cmp: Comparison) -> str:
+    lines = [f"vitaudit compare: {cmp.old} -> {cmp.new}", headline(cmp)]
+
+    def section(title: str, items: list, render) -> None:
+        if items:
+            lines.append("")
+            lines.append(f"{title} ({len(items)}):")
+            lines.extend("  " + render(x) for x in items)
+
+    def change(c: Change) -> str:
+        move = _value_move(c)
+        return f"{c.new.where}  {c.old.outcome} -> {c.new.outcome}  {c.new.text!r}" + (f"  {move}" if move else "")
+
+    def delta(d: Delta) -> str:
+        how = {True: ", worse", False: ", better", None: ""}[d.worse]
+        return f"{d.new.where}  {d.new.text!r}  {num(d.old.value)} -> {num(d.new.value)} ({d.delta:+.3g}{how})"
+
+    def flip(f: Flip) -> str:
+        return (f"{f.where}  {f.image}  {_verdict(f.old_passed)} -> {_verdict(f.new_passed)}  "
+                f"({num(f.old_value)} -> {num(f.new_value)})")
+
+    def row(r: Row) -> str:
+        return f"{r.where}  [{r.outcome}]  {r.text!r}"
+
+    section("newly failing", cmp.newly_failing, change)
+    section("newly passing", cmp.newly_passing, change)
+    section("outcome changed", cmp.other_changes, change)
+    section("per-image verdicts flipped", cmp.flips, flip)
+    section(f"values moved by more than {cmp.tolerance:g}", cmp.deltas, delta)
+    section("added", cmp.added, row)
+    section("removed", cmp.removed, row)
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ markdown
+def cell(text: object) -> str:
+    """Text safe inside a Markdown table cell (no pipes, no line breaks, no HTML)."""
+    s = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return s.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code(text: object) -> str:
+    s = str(text).replace("|", "\\|").replace("\n", " ").replace("`", "'")
+    return f"`{s}`"
+
+
+def to_markdown(cmp: Comparison, title: str = "vitaudit: changes since the previous run") -> str:
+    icon = ":x:" if cmp.regressed else ":white_check_mark:"
+    lines = [f"### {title}", "", f"{icon} **{cell(headline(cmp))}**", "",
+             f"Compared {code(cmp.old)} with {code(cmp.new)}."]
+
+    def table(heading: str, header: list[str], rows: list[list[str]]) -> None:
+        if not rows:
+            return
+        lines.extend(["", f"#### {heading} ({len(rows)})", "", "| " + " | ".join(header) + " |",
+                      "|" + "---|" * len(header)])
+        lines.extend("| " + " | ".join(r) + " |" for r in rows)
+
+    def changes(items: list[Change]) -> list[list[str]]:
+        return [[code(c.new.where), cell(c.new.text), f"{c.old.outcome} → **{c.new.outcome}**",
+                 cell(_value_move(c))] for c in items]
+
+    table("Newly failing", ["where", "expectation", "outcome", "value"], changes(cmp.newly_failing))
+    table("Newly passing", ["where", "expectation", "outcome", "value"], changes(cmp.newly_passing))
+    table("Outcome changed", ["where", "expectation", "outcome", "value"], changes(cmp.other_changes))
+    table("Per-image verdicts flipped", ["where", "image", "verdict", "value"],
+          [[code(f.where), code(f.image), f"{_verdict(f.old_passed)} → **{_verdict(f.new_passed)}**",
+            f"{num(f.old_value)} → {num(f.new_value)}"] for f in cmp.flips])
+    table(f"Values moved by more than {cmp.tolerance:g}", ["where", "expectation", "old", "new", "change"],
+          [[code(d.new.where), cell(d.new.text), num(d.old.value), num(d.new.value),
+            f"{d.delta:+.3g}" + {True: " (worse)", False: " (better)", None: ""}[d.worse]] for d in cmp.deltas])
+    table("Added", ["where", "expectation", "outcome"],
+          [[code(r.where), cell(r.text), r.outcome] for r in cmp.added])
+    table("Removed", ["where", "expectation", "outcome"],
+          [[code(r.where), cell(r.text), r.outcome] for r in cmp.removed])
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ json
+def to_json(cmp: Comparison) -> str:
+    return json.dumps(cmp.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def render(cmp: Comparison, fmt: str = "text") -> str:
+    """``cmp`` in one of :data:`FORMATS`."""
+    return {"text": to_text, "markdown": to_markdown, "json": to_json}[fmt](cmp)
