@@ -153,6 +153,14 @@ def truth():
     t["prob_second"] = float(probs[order[1]])
 
     g, a, r = hm["cnn.gradcam"], hm["vit.attention"], hm["vit.rollout"]
+    # A map for another class than the top-1 (``for <class>``): the first whose map has signal.
+    for idx in order[1:]:
+        other = vitaudit.explain(cnn, str(SCENE), "gradcam", target=int(idx))
+        if not other.no_signal:
+            break
+    t["other_label"] = cnn.labels[int(idx)]
+    t["mass_for_other"] = between(mass(other.heatmap.astype(np.float64), masks["left"]))
+    assert abs(t["mass_for_other"] - mass(g, masks["left"])) > 2 * D, "the two targets' maps must differ"
     t["mass"] = {(k, reg): between(mass(hm[k], masks[reg])) for k in hm for reg in ("left", "object", "not left")}
     t["energy"] = {(k, "object"): between(energy(hm[k], masks["object"])) for k in hm}
     t["energy"]["cnn.gradcam", "top"] = between(energy(g, masks["top"]))
@@ -258,6 +266,7 @@ def test_localisation_verdicts_follow_the_map_and_the_region(pytester, truth):
             hit = peak_hits(hm[key], masks[region])
             items += [(f"{short}-hits-{region}", f"{key} pointing game hits {region}", hit, float(hit)),
                       (f"{short}-misses-{region}", f"{key} pointing game misses {region}", not hit, float(hit))]
+    items += pair("for-other", f"cnn.gradcam for {truth['other_label']} mass in left {{op}} {{t}}", truth["mass_for_other"], ">")
     items += pair("energy-top", "cnn.gradcam energy pointing game in top {op} {t}", truth["energy"]["cnn.gradcam", "top"], ">")
     items += pair("iou", "cnn.gradcam iou(top 20%, object) {op} {t}", truth["iou"], ">", d=min(D, truth["iou"] / 2))
     # Pointing game tolerance: the CNN's peak is d rows below the top half (pixel centre to centre).
