@@ -269,6 +269,11 @@ def test_localisation_verdicts_follow_the_map_and_the_region(pytester, truth):
     items += pair("for-other", f"cnn.gradcam for {truth['other_label']} mass in left {{op}} {{t}}", truth["mass_for_other"], ">")
     items += pair("energy-top", "cnn.gradcam energy pointing game in top {op} {t}", truth["energy"]["cnn.gradcam", "top"], ">")
     items += pair("iou", "cnn.gradcam iou(top 20%, object) {op} {t}", truth["iou"], ">", d=min(D, truth["iou"] / 2))
+    # Counting metrics are ratios of whole numbers, so exactly the value here: each operator at the value.
+    exact = truth["rank"]["cnn.gradcam"]
+    for op, passes in ((">=", True), (">", False), ("<=", True), ("<", False)):
+        items.append((f"exact{op.replace('>', 'gt').replace('<', 'lt').replace('=', 'e')}",
+                      f"cnn.gradcam rank accuracy in object {op} {exact!r}", passes, exact))
     # Pointing game tolerance: the CNN's peak is d rows below the top half (pixel centre to centre).
     g = hm["cnn.gradcam"]
     rows = np.nonzero((g == g.max()).any(axis=1))[0]
