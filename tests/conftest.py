@@ -29,9 +29,30 @@ def tiny_vit():
     return _load(TINY_VIT)
 
 
+def sharpen_attention(model, seed: int = 0):
+    """Give a random-init ViT attention that is not flat, and prefix tokens that differ.
+
+    Randomly initialised (DINOv2's LayerScale keeps every block's output near 0, and q, k are
+    small), the register-token ViT attends uniformly to about 4e-5: a test cannot then tell
+    a register token from a patch. Larger q/k weights and distinct class/register tokens
+    give rows that differ from token to token (relative spread of order 1).
+    """
+    g = torch.Generator().manual_seed(seed)
+    module = model.module
+    with torch.no_grad():
+        for blk in module.blocks:
+            d = blk.attn.qkv.in_features
+            blk.attn.qkv.weight[: 2 * d].normal_(0.0, 0.5, generator=g)  # the q and k rows
+        for name in ("cls_token", "reg_token"):
+            token = getattr(module, name, None)
+            if token is not None:
+                token.normal_(0.0, 1.0, generator=g)
+    return model
+
+
 @pytest.fixture(scope="session")
 def reg_vit():
-    return _load(REG_VIT)
+    return sharpen_attention(_load(REG_VIT))
 
 
 @pytest.fixture(scope="session")

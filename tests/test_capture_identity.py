@@ -65,6 +65,22 @@ def test_probs_are_the_plain_models_softmax(tiny_vit, small_cnn, noise_images):
             np.testing.assert_array_equal(ex[i]["gradcam"].probs, probs[i])
 
 
-def test_fused_attention_stays_on(tiny_vit):
-    """The default timm ViT uses F.scaled_dot_product_attention; the capture must not need it off."""
-    assert all(b.attn.fused_attn for b in tiny_vit.module.blocks)
+def test_fused_attention_stays_on(fresh, monkeypatch):
+    """The default timm ViT uses F.scaled_dot_product_attention; capturing attention must not
+    need it off: the fused kernel runs in every block while attention and rollout are read."""
+    model = fresh("TINY_VIT")  # its own model: no other test's explaining comes first
+    blocks = model.module.blocks
+    assert all(b.attn.fused_attn for b in blocks)
+    fused = torch.nn.functional.scaled_dot_product_attention
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].shape)
+        return fused(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
+    rng = np.random.default_rng(3)
+    result = explain_batch(model, [rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)], ["attention", "rollout"])
+    assert not result[0]["attention"].no_signal
+    assert len(calls) == len(blocks), f"the fused kernel ran {len(calls)} times for {len(blocks)} blocks"
+    assert all(b.attn.fused_attn for b in blocks)

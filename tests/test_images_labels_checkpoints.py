@@ -13,7 +13,7 @@ import vitaudit
 from vitaudit.checkpoints import CheckpointError, read_state_dict
 from vitaudit.images import ImageError, load_image, skimage_image
 from vitaudit.labels import LabelSet, imagenet_labels
-from vitaudit.registry import WeightsUnavailable, _hub_reachable, known_model
+from vitaudit.registry import WeightsUnavailable, known_model
 
 RGB = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3) * 3
 
@@ -45,11 +45,17 @@ def test_gray_rgba_and_sixteen_bit(tmp_path):
 
 
 def test_exif_rotation_is_applied(tmp_path):
-    img = Image.fromarray(np.zeros((4, 6, 3), np.uint8))
+    """Orientation 6 (rotate 90 degrees clockwise on display): the stored left edge ends on top."""
+    pixels = np.zeros((40, 64, 3), np.uint8)
+    pixels[:, :16] = 255  # a white band along the left edge of the stored 64 x 40 picture
+    img = Image.fromarray(pixels)
     exif = img.getexif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
-    img.save(tmp_path / "rot.jpg", exif=exif)
-    assert load_image(tmp_path / "rot.jpg").size == (6, 4)
+    exif[0x0112] = 6
+    img.save(tmp_path / "rot.jpg", exif=exif, quality=95)
+    loaded = load_image(tmp_path / "rot.jpg")
+    assert loaded.size == (64, 40)  # (H, W) of the picture as displayed: 40 wide, 64 tall
+    shown = loaded.pixels.mean(axis=(1, 2))  # per row, in [0, 1]
+    assert shown[:12].min() > 0.8 and shown[20:].max() < 0.15, "clockwise: the band must be at the top, not the bottom"
 
 
 @pytest.mark.parametrize("bad,match", [
@@ -149,8 +155,21 @@ def test_unknown_models_get_close_matches():
         vitaudit.load_model("resnet5O")
 
 
-@pytest.mark.skipif(_hub_reachable(), reason="the model hub is reachable here, so weights would download")
-def test_offline_pretrained_fails_fast_with_one_sentence():
+def test_offline_pretrained_fails_fast_with_one_sentence(monkeypatch):
+    """The hub is made unreachable here (no probe, no connection), so the test runs everywhere."""
+    import socket
+
+    import vitaudit.registry
+
+    attempts = []
+
+    def no_network(self, address, *args):
+        attempts.append(address)
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(vitaudit.registry, "_hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket.socket, "connect_ex", no_network)
     start = time.perf_counter()
     with pytest.raises(WeightsUnavailable) as info:
         vitaudit.load_model("resnet18.a3_in1k", pretrained=True)
@@ -158,6 +177,7 @@ def test_offline_pretrained_fails_fast_with_one_sentence():
     msg = str(info.value)
     assert "resnet18.a3_in1k" in msg and "checkpoint=" in msg and "\n" not in msg
     assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert attempts == [], f"offline loading must not try the network: {attempts}"
 
 
 def test_efficientnet_lite0_offline_sees_the_cat():

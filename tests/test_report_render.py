@@ -411,13 +411,22 @@ def test_rewrite_replaces_the_report(run, tmp_path):
     write_report(r, h, j)
     assert "a brand new expectation text" in h.read_text(encoding="utf-8")
     assert h.read_bytes() != old_h
-    assert oct(h.stat().st_mode & 0o777) != oct(0o600)  # readable like any other file, not mkstemp's 0600
+    # readable like any other file (the umask's mode, not mkstemp's 0600)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert h.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_nan_values_render_as_text_not_a_broken_gauge(run):
     r = copy.deepcopy(run)
-    target = next(x for x in r.results if x.value is not None)
+
+    def fraction(x):
+        return x is not None and not isinstance(x, (list, tuple)) and 0 <= x <= 1
+
+    target = next(x for x in r.results if fraction(x.value) and fraction(x.threshold) and x.op in (">", "<", ">=", "<="))
+    gauges = render_html(run).count('class="gauge"')
     target.value = float("nan")
     html = render_html(r)
-    assert "NaN" in Page(html).alltext
-    assert math.isnan(target.value)
+    assert '<b class="value">NaN</b>' in html and "NaN" in Page(html).alltext
+    assert html.count('class="gauge"') == gauges - 1, "the NaN value's card must draw no gauge"
+    assert not re.search(r'style="[^"]*nan', html, re.IGNORECASE), "no NaN position reaches a style"

@@ -93,7 +93,12 @@ def test_marks(spec) -> None:
     assert exps[0].marks == (audit,)
     assert exps[6].marks == (audit, Mark("xfail", (), {"reason": "not a cat", "strict": True}))
     assert exps[9].marks == (audit, Mark("slow"))
-    assert hash(exps[6]) == hash(exps[6])  # expectations are hashable (kwargs stay out of the hash)
+    # Expectations are hashable values: kwargs (a dict) stay out of the hash but not out of ==.
+    again = parse_audit_file(EXAMPLE).expectations[6]
+    assert again is not exps[6] and again == exps[6] and hash(again) == hash(exps[6])
+    assert {exps[6]: "found"}[again] == "found"
+    other = Mark("xfail", (), {"reason": "another reason", "strict": True})
+    assert hash(other) == hash(exps[6].marks[1]) and other != exps[6].marks[1]
 
 
 def write(tmp_path: Path, text: str, name: str = "audit_t.yaml") -> Path:
