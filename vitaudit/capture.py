@@ -252,7 +252,7 @@ class AttentionCapture:
         for cfg in self.rollout_configs:
             for b in range(probs.shape[0]):
                 if self.class_attention:
-                    factors[cfg].append(class_rollout_factor(fuse_heads(rows[b], cfg.head_fusion), cfg))
+                    factors[cfg].append(class_rollout_factor(fuse_heads(probs[b, :, c : c + 1], cfg.head_fusion)[0], cfg))
                 else:
                     factors[cfg].append(rollout_factor(fuse_heads(probs[b], cfg.head_fusion), cfg))
         self._keep(rows, factors)
