@@ -10,6 +10,7 @@ bias or misreads a register pass anyway), so :func:`_liven` gives them real valu
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -149,10 +150,16 @@ def _as_grad_cam(raw: np.ndarray, w: int, h: int) -> np.ndarray:
     return scale_cam_image(scale_cam_image(raw[None], (w, h)))[0]
 
 
-def _pgc(model, images, layer_path, targets, reshape):
+def _pgc(model, images, layer_path, targets, reshape, keep_output=False):
     module = copy.deepcopy(model.module)
     x = _inputs(model, images)
-    with GradCAM(module, [module.get_submodule(layer_path)], reshape_transform=reshape) as cam:
+    layer = module.get_submodule(layer_path)
+    with GradCAM(module, [layer], reshape_transform=reshape) as cam:
+        if keep_output:
+            # Runs after pytorch-grad-cam's hook: the network goes on with a copy, so an in-place
+            # op downstream (torchvision DenseNet's F.relu(inplace=True)) cannot rewrite the
+            # activations pytorch-grad-cam saved (on a CPU, .cpu().detach() aliases them).
+            layer.register_forward_hook(lambda m, a, out: out.clone())
         return cam(x, [ClassifierOutputTarget(int(t)) for t in targets])
 
 
@@ -216,3 +223,30 @@ def test_relpos_vit_without_class_token_says_so_and_gradcam_works(noise_images):
 def test_cnn_refusal_names_the_network(small_cnn):
     with pytest.raises(vitaudit.ExplainerError, match=r"is a convolutional network \(ResNet\): use gradcam"):
         vitaudit.explain(small_cnn, np.zeros((32, 32, 3), np.uint8), "attention")
+
+
+# ------------------------------------------------------------------ CNN families
+
+CNNS = [
+    ("convnext_atto", {"depths": (1, 1, 1, 1), "dims": (8, 16, 24, 32)}, "stages"),
+    ("regnetx_002", {}, "s4"),
+    ("mobilenetv3_small_050", {}, "blocks"),  # its conv_head runs after pooling, on 1x1
+    ("densenet121", {"growth_rate": 8, "block_config": (1, 1, 1, 1)}, "features"),
+    ("torchvision:convnext_tiny", {}, "features"),
+    ("torchvision:regnet_x_400mf", {}, "trunk_output"),
+    ("torchvision:mobilenet_v3_small", {}, "features"),
+    ("torchvision:densenet121", {}, "features"),
+]
+
+
+@pytest.mark.parametrize("spec,kwargs,layer", CNNS, ids=[c[0] for c in CNNS])
+def test_cnn_families_auto_layer_and_gradcam_match_pytorch_grad_cam(spec, kwargs, layer, noise_images):
+    model = vitaudit.load_model(spec, num_classes=5, seed=0, device="cpu", model_kwargs=kwargs)
+    model.preprocessing = dataclasses.replace(model.preprocessing, input_hw=(64, 96))  # small, non-square
+    assert model.family == "cnn"
+    assert target_layer(model).path == layer
+    images = noise_images[:1]
+    ours = explain_batch(model, images, ["gradcam"])
+    ref = _pgc(model, images, layer, [ours[0]["gradcam"].target], None, keep_output=True)
+    h, w = model.preprocessing.input_hw
+    np.testing.assert_allclose(_as_grad_cam(ours[0]["gradcam"].raw, w, h), ref[0], atol=2e-4)
