@@ -120,7 +120,16 @@ def test_swin_convnext_resnet_from_folders(tmp_path_factory, noise_images):
     assert model.family == "windowed"
     with pytest.raises(vitaudit.ExplainerError, match="is a windowed-attention transformer with no class token: use gradcam"):
         vitaudit.explain(model, noise_images[0], "rollout")
-    assert vitaudit.explain(model, noise_images[0], "gradcam").raw.shape == (4, 4)
+    ours = vitaudit.explain(model, noise_images[0], "gradcam")
+    assert target_layer(model).path == "model.swin.layernorm" and ours.raw.shape == (4, 4)
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    module = copy.deepcopy(model.module)
+    reshape = lambda t: t.reshape(t.shape[0], 4, 4, t.shape[-1]).permute(0, 3, 1, 2)  # noqa: E731
+    with GradCAM(module, [module.model.swin.layernorm], reshape_transform=reshape) as cam:
+        ref = cam(_inputs(model, noise_images[:1]), [ClassifierOutputTarget(ours.target)])
+    np.testing.assert_allclose(_as_grad_cam(ours.raw, 32, 32), ref[0], atol=2e-4)
     for name, config, layer in (
         ("convnext", transformers.ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], image_size=32), "model.convnext.encoder"),
         ("resnet", transformers.ResNetConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], embedding_size=8), "model.resnet.encoder"),

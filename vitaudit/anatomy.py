@@ -104,5 +104,5 @@ def anatomy_of(module: nn.Module) -> Anatomy:
     name = type(module).__name__
     if any("attention" in type(m).__name__.lower() for m in module.modules()):
         return Anatomy(family="transformer",
-                       kind=f"a {name} (an attention architecture vitaudit has no attention reader for)")
+                       kind=f"an attention architecture vitaudit has no attention reader for ({name})")
     return Anatomy(family="cnn", kind=f"a convolutional network ({name})")

@@ -85,7 +85,7 @@ def hf_anatomy(wrapper: HFClassifier) -> Anatomy:
                        cam_layer=f"model.{base}.layernorm", feature_layout="tokens", pooling="avg")
     name = type(wrapper.model).__name__
     if "attention" in " ".join(type(m).__name__.lower() for m in wrapper.modules()):
-        return Anatomy(family="transformer", kind=f"a {name} (an attention architecture vitaudit has no attention reader for)")
+        return Anatomy(family="transformer", kind=f"an attention architecture vitaudit has no attention reader for ({name})")
     return Anatomy(family="cnn", kind=f"a convolutional network ({name})")
 
 
