@@ -42,8 +42,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+CLOCK = time.perf_counter  # --clock process: this process's CPU time (for a machine shared with others)
+
+
 def time_all(fns: dict, device: torch.device, repeat: int) -> dict[str, float]:
-    """Median wall time of each function, in seconds.
+    """Median time of each function, in seconds (wall time, or CPU time with ``--clock process``).
 
     The functions run round-robin (one of each per round, after a warm-up round), so a slow
     spell of the machine hits them all alike instead of whichever ran then.
@@ -54,10 +57,10 @@ def time_all(fns: dict, device: torch.device, repeat: int) -> dict[str, float]:
     for _ in range(repeat):
         for name, fn in fns.items():
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             fn()
             _sync(device)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(CLOCK() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -179,12 +182,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--models", help="comma-separated model specs to time instead of the two defaults")
+    parser.add_argument("--clock", choices=("wall", "process"), default="wall",
+                        help="process: CPU time of this process, steadier where other jobs share the CPU")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    global CLOCK
+    if args.clock == "process":
+        CLOCK = time.process_time
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
     size = "each model's input size" if args.models else "224x224"
-    print(f"device: {device} ({where}); torch {torch.__version__}; batch {args.batch}; {size}; median of {args.repeat}")
+    print(f"device: {device} ({where}); torch {torch.__version__}; batch {args.batch}; {size}; median of {args.repeat}; {args.clock} clock")
     goals = {"prediction + attention + rollout": 1.05, "prediction + gradcam": 1.3}
     results = []
     benches = ([lambda d, b, r, m=m: bench_model(m, d, b, r) for m in args.models.split(",")] if args.models
