@@ -227,21 +227,47 @@ def test_cnn_refusal_names_the_network(small_cnn):
 
 # ------------------------------------------------------------------ CNN families
 
+def _torchvision_small(cls_name: str, **kwargs):
+    """A small instance of a torchvision architecture (its ``*_tiny``/``121`` builders fix the size)."""
+    import torchvision
+
+    def make():
+        torch.manual_seed(0)
+        module = getattr(torchvision.models, cls_name)(num_classes=5, **kwargs).eval()
+        cfg = {"input_size": (3, 64, 96), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+        return vitaudit.AuditModel(module=module, name=f"torchvision {cls_name}", family="cnn",
+                                   labels=[f"c{i}" for i in range(5)], data_config=cfg, device=torch.device("cpu"))
+
+    return make
+
+
+def _loaded(spec: str, **kwargs):
+    return lambda: vitaudit.load_model(spec, num_classes=5, seed=0, device="cpu", model_kwargs=kwargs)
+
+
+def _tv_convnext():
+    from torchvision.models.convnext import CNBlockConfig
+
+    return _torchvision_small("ConvNeXt", block_setting=[CNBlockConfig(8, 16, 1), CNBlockConfig(16, 24, 1),
+                                                         CNBlockConfig(24, None, 1)])
+
+
 CNNS = [
-    ("convnext_atto", {"depths": (1, 1, 1, 1), "dims": (8, 16, 24, 32)}, "stages"),
-    ("regnetx_002", {}, "s4"),
-    ("mobilenetv3_small_050", {}, "blocks"),  # its conv_head runs after pooling, on 1x1
-    ("densenet121", {"growth_rate": 8, "block_config": (1, 1, 1, 1)}, "features"),
-    ("torchvision:convnext_tiny", {}, "features"),
-    ("torchvision:regnet_x_400mf", {}, "trunk_output"),
-    ("torchvision:mobilenet_v3_small", {}, "features"),
-    ("torchvision:densenet121", {}, "features"),
+    ("convnext", _loaded("convnext_atto", depths=(1, 1, 1, 1), dims=(8, 16, 24, 32)), "stages"),
+    ("regnet", _loaded("regnetx_002"), "s4"),
+    ("mobilenetv3", _loaded("mobilenetv3_small_050"), "blocks"),  # its conv_head runs after pooling, on 1x1
+    ("densenet", _loaded("densenet121", growth_rate=8, block_config=(1, 1, 1, 1)), "features"),
+    ("torchvision:convnext", _tv_convnext(), "features"),
+    ("torchvision:regnet", _loaded("torchvision:regnet_x_400mf"), "trunk_output"),
+    ("torchvision:mobilenet_v3", _loaded("torchvision:mobilenet_v3_small"), "features"),
+    ("torchvision:densenet", _torchvision_small("DenseNet", growth_rate=8, block_config=(1, 1, 1, 1), num_init_features=16),
+     "features"),
 ]
 
 
-@pytest.mark.parametrize("spec,kwargs,layer", CNNS, ids=[c[0] for c in CNNS])
-def test_cnn_families_auto_layer_and_gradcam_match_pytorch_grad_cam(spec, kwargs, layer, noise_images):
-    model = vitaudit.load_model(spec, num_classes=5, seed=0, device="cpu", model_kwargs=kwargs)
+@pytest.mark.parametrize("name,make,layer", CNNS, ids=[c[0] for c in CNNS])
+def test_cnn_families_auto_layer_and_gradcam_match_pytorch_grad_cam(name, make, layer, noise_images):
+    model = make()
     model.preprocessing = dataclasses.replace(model.preprocessing, input_hw=(64, 96))  # small, non-square
     assert model.family == "cnn"
     assert target_layer(model).path == layer

@@ -199,7 +199,7 @@ class AttentionCapture:
         self._seen = True
         return True
 
-    def _from_sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor = None, attn_mask: Any = None,
+    def _from_sdpa(self, q: torch.Tensor, k: torch.Tensor, v: Any = None, attn_mask: Any = None,
                    dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None, **_: Any) -> None:
         if not self._claim():
             return
