@@ -146,6 +146,31 @@ def test_logits_bitwise_equal_with_capture(family_model):
     assert len(ctx.attention.cls_rows) == len(model.anatomy.attention)
 
 
+@pytest.mark.parametrize("name", ["beit", "cait", "eva02"])
+def test_unfused_models_are_read_from_their_own_softmax(name, noise_images):
+    """With fused attention off (TIMM_FUSED_ATTN=0, or a module set so), the module's own softmax
+    output is what is read; it must agree with the fused model's recomputed attention."""
+    spec, kwargs = FAMILIES[name]
+    fused = vitaudit.load_model(spec, num_classes=7, seed=0, device="cpu", model_kwargs=kwargs)
+    _liven(fused.module)
+    module = copy.deepcopy(fused.module)
+    for m in module.modules():
+        if hasattr(m, "fused_attn"):
+            m.fused_attn = False
+    unfused = vitaudit.AuditModel(module=module, name=spec, family="vit", labels=fused.labels,
+                                  data_config=fused.data_config, device=fused.device)
+    x = _inputs(fused, noise_images[:2])
+    with torch.no_grad():
+        plain = module(x)
+    ctx = forward(unfused, x, Needs(cls_rows=True, rollouts={RolloutConfig("max", 0.5)}))
+    assert torch.equal(ctx.logits, plain)
+    ref = forward(fused, x, Needs(cls_rows=True, rollouts={RolloutConfig("max", 0.5)}))
+    for a, b in zip(ctx.attention.cls_rows, ref.attention.cls_rows):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    cfg = RolloutConfig("max", 0.5)
+    torch.testing.assert_close(ctx.attention.rollout_row(cfg), ref.attention.rollout_row(cfg), rtol=1e-4, atol=1e-6)
+
+
 def _as_grad_cam(raw: np.ndarray, w: int, h: int) -> np.ndarray:
     return scale_cam_image(scale_cam_image(raw[None], (w, h)))[0]
 

@@ -29,7 +29,7 @@ CONFIGS = {
 }
 
 
-def _save(tmp_path_factory, name: str, config) -> str:
+def _save(tmp_path_factory, name: str, config, hw: tuple[int, int] | None = None) -> str:
     config.id2label = dict(enumerate(LABELS))
     config.label2id = {v: k for k, v in config.id2label.items()}
     torch.manual_seed(0)
@@ -43,7 +43,8 @@ def _save(tmp_path_factory, name: str, config) -> str:
     folder = tmp_path_factory.mktemp(name)
     model.save_pretrained(folder)
     size = getattr(config, "image_size", 32)
-    transformers.ViTImageProcessor(size={"height": size, "width": size}, image_mean=[0.5, 0.4, 0.3],
+    h, w = hw or (size, size)
+    transformers.ViTImageProcessor(size={"height": h, "width": w}, image_mean=[0.5, 0.4, 0.3],
                                    image_std=[0.2, 0.25, 0.3]).save_pretrained(folder)
     return str(folder)
 
@@ -115,21 +116,21 @@ def test_gradcam_matches_pytorch_grad_cam(hf_vit, noise_images):
 
 def test_swin_convnext_resnet_from_folders(tmp_path_factory, noise_images):
     swin = _save(tmp_path_factory, "swin", transformers.SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1],
-                                                                   num_heads=[1, 2], window_size=4))
+                                                                   num_heads=[1, 2], window_size=4), hw=(32, 64))
     model = vitaudit.load_model(f"hf:{swin}", device="cpu")
     assert model.family == "windowed"
     with pytest.raises(vitaudit.ExplainerError, match="is a windowed-attention transformer with no class token: use gradcam"):
         vitaudit.explain(model, noise_images[0], "rollout")
     ours = vitaudit.explain(model, noise_images[0], "gradcam")
-    assert target_layer(model).path == "model.swin.layernorm" and ours.raw.shape == (4, 4)
+    assert target_layer(model).path == "model.swin.layernorm" and ours.raw.shape == (4, 8)  # non-square
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     module = copy.deepcopy(model.module)
-    reshape = lambda t: t.reshape(t.shape[0], 4, 4, t.shape[-1]).permute(0, 3, 1, 2)  # noqa: E731
+    reshape = lambda t: t.reshape(t.shape[0], 4, 8, t.shape[-1]).permute(0, 3, 1, 2)  # noqa: E731
     with GradCAM(module, [module.model.swin.layernorm], reshape_transform=reshape) as cam:
         ref = cam(_inputs(model, noise_images[:1]), [ClassifierOutputTarget(ours.target)])
-    np.testing.assert_allclose(_as_grad_cam(ours.raw, 32, 32), ref[0], atol=2e-4)
+    np.testing.assert_allclose(_as_grad_cam(ours.raw, 64, 32), ref[0], atol=2e-4)
     for name, config, layer in (
         ("convnext", transformers.ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], image_size=32), "model.convnext.encoder"),
         ("resnet", transformers.ResNetConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], embedding_size=8), "model.resnet.encoder"),
