@@ -277,13 +277,20 @@ def _tv_convnext():
                                                          CNBlockConfig(24, None, 1)])
 
 
+def _tv_regnet():
+    from torchvision.models.regnet import BlockParams
+
+    return _torchvision_small("RegNet", block_params=BlockParams.from_init_params(depth=4, w_0=8, w_a=8.0, w_m=2.0,
+                                                                                  group_width=8))
+
+
 CNNS = [
     ("convnext", _loaded("convnext_atto", depths=(1, 1, 1, 1), dims=(8, 16, 24, 32)), "stages"),
     ("regnet", _loaded("regnetx_002"), "s4"),
     ("mobilenetv3", _loaded("mobilenetv3_small_050"), "blocks"),  # its conv_head runs after pooling, on 1x1
     ("densenet", _loaded("densenet121", growth_rate=8, block_config=(1, 1, 1, 1)), "features"),
     ("torchvision:convnext", _tv_convnext(), "features"),
-    ("torchvision:regnet", _loaded("torchvision:regnet_x_400mf"), "trunk_output"),
+    ("torchvision:regnet", _tv_regnet(), "trunk_output"),
     ("torchvision:mobilenet_v3", _loaded("torchvision:mobilenet_v3_small"), "features"),
     ("torchvision:densenet", _torchvision_small("DenseNet", growth_rate=8, block_config=(1, 1, 1, 1), num_init_features=16),
      "features"),
