@@ -119,7 +119,10 @@ def _sdpa_bias(q: torch.Tensor, k: torch.Tensor, attn_mask: Any = None, is_causa
     """The additive bias ``F.scaled_dot_product_attention`` applies for these arguments (float32)."""
     bias = None
     if attn_mask is not None:
-        bias = attn_mask.float() if attn_mask.dtype != torch.bool else torch.zeros(attn_mask.shape, device=q.device).masked_fill_(~attn_mask, float("-inf"))
+        if attn_mask.dtype == torch.bool:  # True: may attend
+            bias = torch.zeros(attn_mask.shape, device=q.device).masked_fill_(~attn_mask, float("-inf"))
+        else:
+            bias = attn_mask.float()
     if is_causal:
         n, m = q.shape[-2], k.shape[-2]
         causal = torch.ones(n, m, dtype=torch.bool, device=q.device).tril(diagonal=m - n)
