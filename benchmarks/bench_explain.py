@@ -13,6 +13,10 @@ For ``vit_base_patch16_224`` and ``resnet50`` (random init, batch 8, 224x224) th
 
 Goals: prediction + attention + rollout <= 1.05x plain; prediction + Grad-CAM <= 1.3x plain.
 Run: ``python benchmarks/bench_explain.py [--device cuda] [--repeat 9] [--json out.json]``.
+
+``--models NAME,NAME,...`` times any models instead (one per family for the coverage table in
+``docs/models.md``): per model the plain forward, prediction + attention + rollout where the
+family has them, and prediction + Grad-CAM, at the model's own input size.
 """
 from __future__ import annotations
 
@@ -38,8 +42,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+CLOCK = time.perf_counter  # --clock process: this process's CPU time (for a machine shared with others)
+
+
 def time_all(fns: dict, device: torch.device, repeat: int) -> dict[str, float]:
-    """Median wall time of each function, in seconds.
+    """Median time of each function, in seconds (wall time, or CPU time with ``--clock process``).
 
     The functions run round-robin (one of each per round, after a warm-up round), so a slow
     spell of the machine hits them all alike instead of whichever ran then.
@@ -50,10 +57,10 @@ def time_all(fns: dict, device: torch.device, repeat: int) -> dict[str, float]:
     for _ in range(repeat):
         for name, fn in fns.items():
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             fn()
             _sync(device)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(CLOCK() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -149,23 +156,55 @@ def bench_resnet(device: torch.device, batch: int, repeat: int) -> dict:
     return {"model": model.name, "target_layer": layer, "seconds": rows}
 
 
+def bench_model(spec: str, device: torch.device, batch: int, repeat: int) -> dict:
+    """Plain forward against vitaudit's passes for one model of any family."""
+    model = load_model(spec, seed=0, device=device, num_classes=1000)
+    h, w = model.preprocessing.input_hw
+    x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
+    module = model.module
+
+    def plain():
+        with torch.no_grad():
+            return torch.softmax(module(x), dim=-1)
+
+    fns = {"plain forward": plain}
+    if model.anatomy.reads_attention and model.anatomy.class_token:
+        fns["prediction + attention + rollout"] = lambda: vitaudit_maps(model, x, ["attention", "rollout"])
+    fns["prediction + gradcam"] = lambda: vitaudit_maps(model, x, ["gradcam"])
+    return {"model": spec, "family": model.family, "kind": model.kind, "input": f"{h}x{w}",
+            "target_layer": target_layer(model).path, "seconds": time_all(fns, device, repeat)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--models", help="comma-separated model specs to time instead of the two defaults")
+    parser.add_argument("--clock", choices=("wall", "process"), default="wall",
+                        help="process: CPU time of this process, steadier where other jobs share the CPU")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    global CLOCK
+    if args.clock == "process":
+        CLOCK = time.process_time
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
-    print(f"device: {device} ({where}); torch {torch.__version__}; batch {args.batch}; 224x224; median of {args.repeat}")
+    size = "each model's input size" if args.models else "224x224"
+    print(f"device: {device} ({where}); torch {torch.__version__}; batch {args.batch}; {size}; median of {args.repeat}; {args.clock} clock")
     goals = {"prediction + attention + rollout": 1.05, "prediction + gradcam": 1.3}
     results = []
-    for bench in (bench_vit, bench_resnet):
+    benches = ([lambda d, b, r, m=m: bench_model(m, d, b, r) for m in args.models.split(",")] if args.models
+               else [bench_vit, bench_resnet])
+    for bench in benches:
         res = bench(device, args.batch, args.repeat)
         base = res["seconds"]["plain forward"]
-        print(f"\n{res['model']} (CAM layer {res['target_layer']})")
+        about = f"{res['kind']}; " if "kind" in res else ""
+        print(f"\n{res['model']} ({about}CAM layer {res['target_layer']})")
         for name, sec in res["seconds"].items():
             ratio = sec / base
             goal = goals.get(name)

@@ -1,10 +1,12 @@
 """Forward hooks that read a model's own internals without changing what it computes.
 
-- :class:`AttentionCapture` rebuilds each block's attention from the block's *own* q and k
-  (hooked at ``attn.q_norm`` / ``attn.k_norm``, which every timm ``Attention`` calls), so it
-  works with timm's fused attention on (``F.scaled_dot_product_attention`` never materialises
-  the matrix) and never flips the global fused-attention switch. It keeps only what maps
-  need: the CLS row of every layer and head, and the per-layer attention-rollout factors
+- :class:`AttentionCapture` reads each attention module's softmax as the module itself
+  computes it: inside the module a ``TorchFunctionMode`` sees the q, k and mask handed to
+  ``F.scaled_dot_product_attention`` (after q/k norms, rotary embeddings, relative position
+  biases), or the output of the module's own ``softmax`` on its unfused path. So it works with
+  fused attention on (the kernel never materialises the matrix), for every family whose
+  attention ends in a softmax, and never flips a fused-attention switch. It keeps only what
+  maps need: the CLS row of every layer and head, and the per-layer attention-rollout factors
   (head-fused, B x N x N) until the maps are read.
 - :class:`LayerCapture` turns a layer's output into a leaf that requires grad, so a later
   ``torch.autograd.grad`` with respect to it alone stops there and computes no weight grads.
@@ -19,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 
 @dataclass(frozen=True)
@@ -87,80 +91,150 @@ class AttentionRecord:
         return row
 
 
-def attention_blocks(model: nn.Module) -> list[nn.Module]:
-    """The attention modules of a timm VisionTransformer, checked for the parts the hooks use."""
-    blocks = getattr(model, "blocks", None)
-    if blocks is None:
-        raise TypeError("attention methods need a timm VisionTransformer (no .blocks)")
-    out = []
-    for i, blk in enumerate(blocks):
-        attn = getattr(blk, "attn", None)
-        if attn is None or not all(hasattr(attn, a) for a in ("q_norm", "k_norm", "num_heads", "scale")):
-            raise TypeError(f"block {i} has no timm Attention with q_norm/k_norm; attention methods cannot read it")
-        out.append(attn)
-    return out
+_SOFTMAX = (torch.softmax, torch.Tensor.softmax, F.softmax)
+
+
+class _Probe(TorchFunctionMode):
+    """Sees every torch call inside one attention module; hands the attention ones to the capture.
+
+    Each call runs unchanged (the module's own arguments, its own kernel): the probe only
+    reads ``F.scaled_dot_product_attention``'s q, k, mask and scale, or a softmax's output.
+    """
+
+    def __init__(self, owner: "AttentionCapture"):
+        super().__init__()
+        self.owner = owner
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func is F.scaled_dot_product_attention:
+            self.owner._from_sdpa(*args, **kwargs)
+        elif func in _SOFTMAX and isinstance(out, torch.Tensor) and out.dim() == 4:
+            self.owner._from_probs(out)
+        return out
+
+
+def _sdpa_bias(q: torch.Tensor, k: torch.Tensor, attn_mask: Any = None, is_causal: bool = False) -> torch.Tensor | None:
+    """The additive bias ``F.scaled_dot_product_attention`` applies for these arguments (float32)."""
+    bias = None
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:  # True: may attend
+            bias = torch.zeros(attn_mask.shape, device=q.device).masked_fill_(~attn_mask, float("-inf"))
+        else:
+            bias = attn_mask.float()
+    if is_causal:
+        n, m = q.shape[-2], k.shape[-2]
+        causal = torch.ones(n, m, dtype=torch.bool, device=q.device).tril(diagonal=m - n)
+        c = torch.zeros(n, m, device=q.device).masked_fill_(~causal, float("-inf"))
+        bias = c if bias is None else bias + c
+    return bias
 
 
 class AttentionCapture:
-    """Context manager: hooks on every block that record CLS attention rows and rollouts."""
+    """Context manager: records the class token's attention row (and rollout factors) of each
+    attention module named in ``paths``, in the order they run.
+
+    Inside each of those modules a :class:`torch.overrides.TorchFunctionMode` watches the torch
+    calls: a fused ``F.scaled_dot_product_attention`` hands over the q and k it was given
+    (after any q/k norm and rotary embedding) and its mask (relative position bias, ALiBi-like
+    biases, causal), from which the softmax is recomputed exactly as the kernel defines it; an
+    unfused module's own ``softmax`` output is read as it is. Either way the module runs its
+    usual code on its usual path, so the logits are bitwise the plain model's. ``class_attention``:
+    the modules' only query is the class token (CaiT), not a full self-attention.
+    """
 
     #: Bytes of attention matrices computed at once when rollouts need whole matrices.
     CHUNK_BYTES = 2 * 2**20
 
-    def __init__(self, model: nn.Module, rollouts: tuple[RolloutConfig, ...] = (), cls_token: int = 0):
-        self.attns = attention_blocks(model)
+    def __init__(self, model: nn.Module, rollouts: tuple[RolloutConfig, ...] = (), cls_token: int = 0,
+                 paths: tuple[str, ...] | None = None, class_attention: bool = False):
+        if paths is None:
+            paths = tuple(f"blocks.{i}.attn" for i in range(len(getattr(model, "blocks", ()))))
+        if not paths:
+            raise TypeError("this model has no attention modules to read")
+        self.paths = paths
+        self.attns = [model.get_submodule(p) for p in paths]
         self.rollout_configs = tuple(dict.fromkeys(rollouts))
         self.cls_token = cls_token
+        self.class_attention = class_attention
         self.record = AttentionRecord()
         self._handles: list[Any] = []
-        self._q: dict[int, torch.Tensor] = {}
-        self._mask: dict[int, Any] = {}
+        self._probe = _Probe(self)
+        self._active: int | None = None
+        self._seen = False
 
     def __enter__(self) -> "AttentionCapture":
         for i, attn in enumerate(self.attns):
-            self._handles.append(attn.register_forward_pre_hook(self._pre_hook(i), with_kwargs=True))
-            self._handles.append(attn.q_norm.register_forward_hook(self._q_hook(i)))
-            self._handles.append(attn.k_norm.register_forward_hook(self._k_hook(i)))
+            self._handles.append(attn.register_forward_pre_hook(self._pre_hook(i)))
+            self._handles.append(attn.register_forward_hook(self._post_hook(i)))
         return self
 
     def __exit__(self, *exc: object) -> None:
         for h in self._handles:
             h.remove()
         self._handles.clear()
-        self._q.clear()
-        self._mask.clear()
+        self._leave()
+
+    def _leave(self) -> None:
+        if self._active is not None:
+            self._active = None
+            self._probe.__exit__(None, None, None)
 
     def _pre_hook(self, i: int):
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            self._mask[i] = (kwargs.get("attn_mask"), bool(kwargs.get("is_causal", False)))
+        def hook(module: nn.Module, args: tuple) -> None:
+            self._leave()
+            self._seen = False
+            self._active = i
+            self._probe.__enter__()
 
         return hook
 
-    def _q_hook(self, i: int):
-        def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
-            self._q[i] = out.detach()
+    def _post_hook(self, i: int):
+        def hook(module: nn.Module, args: tuple, out: Any) -> None:
+            self._leave()
+            if not self._seen:
+                raise RuntimeError(f"attention module {self.paths[i]} ran without a softmax attention vitaudit can read")
 
         return hook
 
-    def _k_hook(self, i: int):
-        def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
-            with torch.no_grad():
-                self._layer(i, self._q.pop(i), out.detach())
+    def _claim(self) -> bool:
+        """True for the first attention computation of the running module (one per module call)."""
+        if self._active is None or self._seen:
+            return False
+        self._seen = True
+        return True
 
-        return hook
+    def _from_sdpa(self, q: torch.Tensor, k: torch.Tensor, v: Any = None, attn_mask: Any = None,
+                   dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None, **_: Any) -> None:
+        if not self._claim():
+            return
+        with torch.no_grad():
+            q = q.detach().float()
+            k = k.detach().float()
+            if k.shape[-3] != q.shape[-3]:  # grouped-query attention: each k head serves several q heads
+                k = k.repeat_interleave(q.shape[-3] // k.shape[-3], dim=-3)
+            s = float(scale) if scale is not None else q.shape[-1] ** -0.5
+            bias = _sdpa_bias(q, k, attn_mask, is_causal)
+            self._layer(q, k, s, bias)
 
-    def _layer(self, i: int, q: torch.Tensor, k: torch.Tensor) -> None:
-        attn_mod = self.attns[i]
-        q = q.float()
-        k = k.float()
-        scale = float(attn_mod.scale)
-        bias = self._bias(i, q.shape[-2], q)
-        if not self.rollout_configs:
+    def _from_probs(self, probs: torch.Tensor) -> None:
+        if not self._claim():
+            return
+        with torch.no_grad():
+            self._layer_probs(probs.detach().float())
+
+    def _query(self) -> int:
+        return 0 if self.class_attention else self.cls_token
+
+    def _layer(self, q: torch.Tensor, k: torch.Tensor, scale: float, bias: torch.Tensor | None) -> None:
+        c = self._query()
+        if not self.rollout_configs or self.class_attention:
             # Only the class token's row: O(N) per head instead of O(N^2).
-            logits = (q[:, :, self.cls_token : self.cls_token + 1] * scale) @ k.transpose(-2, -1)
+            logits = (q[:, :, c : c + 1] * scale) @ k.transpose(-2, -1)
             if bias is not None:
-                logits = logits + bias[..., self.cls_token : self.cls_token + 1, :]
-            self.record.cls_rows.append(logits.softmax(dim=-1)[:, :, 0])
+                logits = logits + bias[..., c : c + 1, :] if bias.shape[-2] > 1 else logits + bias
+            self._layer_probs(logits.softmax(dim=-1), row_only=True)
             return
         # In chunks of images whose (heads, N, N) matrices fit in cache together: one image at a
         # time for ViT-B (over twice as fast on a CPU as one batched pass), many at once for
@@ -172,24 +246,55 @@ class AttentionCapture:
         for b in range(0, b_all, chunk):
             logits = torch.matmul(q[b : b + chunk], k[b : b + chunk].transpose(-2, -1)).mul_(scale)
             if bias is not None:
-                logits = logits + (bias[b : b + chunk] if bias.dim() == 4 and bias.shape[0] == b_all else bias)
+                if bias.dim() == 4 and bias.shape[0] > 1:
+                    bias_b = bias[b : b + chunk]
+                else:
+                    bias_b = bias
+                logits = logits + bias_b
             attn = logits.softmax(dim=-1)  # (chunk, heads, N, N)
-            rows.append(attn[:, :, self.cls_token])
+            rows.append(attn[:, :, c])
             for cfg in self.rollout_configs:
                 factors[cfg].append(rollout_factor(fuse_heads(attn, cfg.head_fusion), cfg))
-        self.record.cls_rows.append(torch.cat(rows))
-        for cfg, per_chunk in factors.items():
-            fused, sums = zip(*per_chunk)
+        self._keep(torch.cat(rows), factors)
+
+    def _layer_probs(self, probs: torch.Tensor, row_only: bool = False) -> None:
+        """Keep the class row of (B, heads, Nq, N) probabilities, and their rollout factors."""
+        c = 0 if row_only else self._query()
+        rows = probs[:, :, c]
+        factors: dict[RolloutConfig, list[tuple[torch.Tensor, torch.Tensor]]] = {cfg: [] for cfg in self.rollout_configs}
+        for cfg in self.rollout_configs:
+            for b in range(probs.shape[0]):
+                if self.class_attention:
+                    f, sums = class_rollout_factor(fuse_heads(probs[b, :, c : c + 1], cfg.head_fusion)[0], cfg)
+                else:
+                    f, sums = rollout_factor(fuse_heads(probs[b], cfg.head_fusion), cfg)
+                factors[cfg].append((f.unsqueeze(0), sums.unsqueeze(0)))
+        self._keep(rows, factors)
+
+    def _keep(self, rows: torch.Tensor, factors: dict[RolloutConfig, list[tuple[torch.Tensor, torch.Tensor]]]) -> None:
+        """``factors``: per rollout, (fused, sums) pairs with a leading batch dimension, in image order."""
+        self.record.cls_rows.append(rows)
+        for cfg, parts in factors.items():
+            fused, sums = zip(*parts)
             self.record.steps.setdefault(cfg, []).append((torch.cat(fused), torch.cat(sums)))
 
-    def _bias(self, i: int, n: int, like: torch.Tensor) -> torch.Tensor | None:
-        mask, causal = self._mask.get(i, (None, False))
-        if mask is None and not causal:
-            return None
-        from timm.layers.attention import resolve_self_attn_mask
 
-        bias = resolve_self_attn_mask(n, like, mask, causal)
-        return None if bias is None else bias.float()
+def class_rollout_factor(row: torch.Tensor, config: RolloutConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rollout factor of a class-attention layer (CaiT): only the class token (row 0) attends.
+
+    The other tokens pass through unchanged (identity rows), so F holds the fused class row
+    alone; ``discard_ratio`` drops that share of the row's lowest entries (never CLS->CLS).
+    """
+    n = row.shape[-1]
+    row = row.clone()
+    k = int(n * config.discard_ratio)
+    if k > 0:
+        idx = row.topk(k, largest=False).indices
+        idx = idx[idx != 0]
+        row[idx] = 0.0
+    fused = torch.zeros(n, n, dtype=row.dtype, device=row.device)
+    fused[0] = row
+    return fused, fused.sum(dim=-1) + 1.0
 
 
 class LayerCapture:

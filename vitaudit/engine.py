@@ -126,7 +126,7 @@ def _run_batch(model: AuditModel, images: list[LoadedImage], requests: list[Sequ
     x = torch.stack(inputs)
     if model.device.type == "cuda":  # page-locked, so the copy overlaps the host's work
         x = x.pin_memory().to(model.device, non_blocking=True)
-    needs = Needs(cls_rows=cls_rows and model.family == "vit")
+    needs = Needs(cls_rows=cls_rows and model.anatomy.reads_attention and model.anatomy.class_token)
     for reqs in requests:
         for r in reqs:
             needs.merge(r.explainer.needs(model, dict(r.options)))
@@ -187,11 +187,14 @@ def _run_batch(model: AuditModel, images: list[LoadedImage], requests: list[Sequ
 def forward(model: AuditModel, x: torch.Tensor, needs: Needs) -> ForwardContext:
     """Run the model once with the hooks ``needs`` asks for; the logits are the plain model's."""
     module = model.module
-    vit = model.family == "vit"
+    anatomy = model.anatomy
+    tokens = anatomy.family == "vit"
     with ExitStack() as stack:
         attention = None
-        if vit and (needs.cls_rows or needs.rollouts):
-            attention = stack.enter_context(AttentionCapture(module, tuple(sorted(needs.rollouts, key=repr))))
+        if anatomy.reads_attention and (needs.cls_rows or needs.rollouts):
+            attention = stack.enter_context(AttentionCapture(
+                module, tuple(sorted(needs.rollouts, key=repr)), paths=anatomy.attention,
+                class_attention=anatomy.class_attention))
         layers = {p: stack.enter_context(LayerCapture(get_module(module, p), p)) for p in sorted(needs.layers)}
         with torch.no_grad():
             out = module(x)
@@ -201,11 +204,12 @@ def forward(model: AuditModel, x: torch.Tensor, needs: Needs) -> ForwardContext:
         model=model,
         x=x,
         logits=out.detach(),
-        grid=vit_grid(module, tuple(x.shape[-2:])) if vit else None,
-        num_prefix=int(getattr(module, "num_prefix_tokens", 0)) if vit else 0,
+        grid=vit_grid(module, tuple(x.shape[-2:]), anatomy.patch_size) if tokens else None,
+        num_prefix=anatomy.num_prefix if tokens else 0,
         attention=attention.record if attention is not None else None,
         layers=layers,
         graph_logits=out if out.requires_grad else None,
+        layouts={p: anatomy.feature_layout for p in layers},
     )
 
 

