@@ -138,6 +138,22 @@ def test_one_broken_file_never_stops_the_others(project):
     assert {r["outcome"] for r in report(project)["expectations"] if r["file"] != "audit_ok.yaml"} >= {"error", "passed"}
 
 
+def test_yaml_bomb_fails_at_its_line_and_the_session_goes_on(project):
+    """A 9-level billion laughs (563 bytes, 10**9 nodes expanded) beside a good file."""
+    import time
+    from pathlib import Path
+
+    bomb = Path(__file__).parent / "data" / "audits_bad" / "billion_laughs.yaml"
+    (project.path / "audit_bomb.yaml").write_text(bomb.read_text())
+    write_audit(project, "audit_ok.yaml", "- blob: cnn.gradcam mass in all > 0.99")
+    start = time.perf_counter()
+    result = project.runpytest("-p", "no:cacheprovider")
+    assert time.perf_counter() - start < 60
+    result.assert_outcomes(passed=1, failed=1)
+    assert "audit_bomb.yaml:6: YAML over budget: the alias *a4 expands the file past 200,000 nodes" in result.stdout.str()
+    assert {r["file"]: r["outcome"] for r in report(project)["expectations"]}["audit_ok.yaml"] == "passed"
+
+
 def test_model_that_fails_to_load_fails_its_items_with_the_reason(project):
     extra = "\n".join([
         "  bad: {name: resnt18}",
