@@ -40,6 +40,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for kind in KINDS:
         config.addinivalue_line("markers", f"audit_{kind}: a vitaudit {kind} expectation")
+    _check_device(config)
     audit_session(config)
     if not hasattr(config, "workerinput"):  # the controller, or a single process
         from .collector import Collector
@@ -47,6 +48,19 @@ def pytest_configure(config: pytest.Config) -> None:
         collector = Collector(config)
         config.stash[COLLECTOR_KEY] = collector
         config.pluginmanager.register(collector, "vitaudit-collector")
+
+
+def _check_device(config: pytest.Config) -> None:
+    """A device this machine lacks stops the run with one line, before any item fails on it."""
+    device = config.getoption("audit_device") or config.getini("audit_device") or "auto"
+    if device in ("auto", "cpu"):
+        return  # no torch import for the common cases
+    from vitaudit.models import device_problem
+
+    problem = device_problem(device)
+    if problem is not None:
+        source = "--audit-device" if config.getoption("audit_device") else "the ini key audit_device ="
+        raise pytest.UsageError(f"{source} {device}: {problem}")
 
 
 def pytest_collect_file(file_path, parent: pytest.Collector):
