@@ -190,6 +190,45 @@ def test_model_that_fails_to_load_fails_its_items_with_the_reason(project):
     assert "LOADS ['resnet18', 'resnt18']" in out  # each model tried once
 
 
+def test_model_without_its_weights_is_skipped_and_keeps_its_family(project):
+    """The family comes from the name (the network built on the meta device), not '?'."""
+    project.makeconftest("""
+        import vitaudit.registry as registry
+
+        timm_loader = registry._SOURCES["timm"]
+
+        def offline(name, request):
+            if request.pretrained:
+                raise registry.WeightsUnavailable(f"pretrained weights for {name!r} are not available")
+            return timm_loader(name, request)
+
+        registry._SOURCES["timm"] = offline
+    """)
+    extra = ("models:\n  hub: {name: vit_tiny_patch16_224, pretrained: true, model_kwargs: {img_size: 32, patch_size: 8}}\n"
+             "  cnnhub: {name: resnet18, pretrained: true}\n")
+    (project.path / "audit_hub.yaml").write_text(extra + IMAGES + "expect:\n  - blob: hub top1 is red\n"
+                                                 "  - blob: cnnhub top1 is red\n")
+    project.runpytest("-p", "no:cacheprovider").assert_outcomes(skipped=2)
+    families = {m["key"]: m["family"] for m in report(project)["run"]["models"]}
+    assert families == {"hub": "vit", "cnnhub": "cnn"}
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_device_without_cuda_is_one_line_naming_the_option(project):
+    write_audit(project, "audit_ok.yaml", "- blob: cnn.gradcam mass in all > 0.99")
+    result = project.runpytest("-p", "no:cacheprovider", "--audit-device", "cuda")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert errors == ["ERROR: --audit-device cuda: CUDA is not available on this machine "
+                      f"(torch {__import__('torch').__version__} sees no CUDA device); use cpu or auto"]
+    project.makeini("[pytest]\naudit_device = cuda:1\n")
+    result = project.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ERROR: the ini key audit_device = cuda:1: CUDA is not available" in result.stderr.str()
+    result = project.runpytest("-p", "no:cacheprovider", "--audit-device", "gpu")
+    assert "ERROR: --audit-device gpu: unknown device 'gpu'; use auto, cpu, cuda or cuda:N" in result.stderr.str()
+
+
 def test_missing_and_unreadable_images(project):
     (project.path / "broken.png").write_text("not a png")
     body = MODELS + textwrap.dedent("""

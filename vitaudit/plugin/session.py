@@ -133,6 +133,9 @@ class AuditSession:
                 model_kwargs=dict(decl.model_kwargs),
             )
         except WeightsUnavailable as exc:
+            from vitaudit.models import family_of
+
+            info["family"] = family_of(decl.name, dict(decl.model_kwargs))  # known from the name
             info["error"] = f"skipped: {exc}"
             self.outbox.models.append(info)
             return exc
