@@ -17,7 +17,7 @@ MAX_SIDE = 128
 
 
 def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.@=+-]+", "_", text).strip("_") or "map"
+    return re.sub(r"[^\w.@=+-]+", "_", text).strip("_") or "map"  # letters of any script stay
 
 
 def path_for(audit_file: str, image: str, ref) -> Path:
