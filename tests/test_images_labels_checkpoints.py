@@ -201,3 +201,25 @@ def test_pil_images_and_torchvision_models():
     assert m.data_config["mean"] == (0.485, 0.456, 0.406) and target_layer(m).path == "layer4"
     e = vitaudit.explain(m, pil, "gradcam", target="tabby")
     assert e.target == 281 and e.heatmap.shape == RGB.shape[:2]
+
+
+def test_decompression_bomb_says_the_limit_and_how_to_raise_it(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    from vitaudit.regions import Region, RegionError, rasterize
+    from vitaudit.spec import parse_audit_file
+
+    PILImage.fromarray(np.zeros((100, 100, 3), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)
+    said = ("refused as a possible decompression bomb: 10,000 pixels, over Pillow's limit of 2,000 (twice "
+            "PIL.Image.MAX_IMAGE_PIXELS = 1,000); if you trust the file, raise it before the run, e.g. in "
+            "conftest.py: PIL.Image.MAX_IMAGE_PIXELS = 400_000_000")
+    with pytest.raises(ImageError) as info:
+        load_image(tmp_path / "big.png")
+    assert str(info.value) == f"{tmp_path / 'big.png'}: {said}"
+    with pytest.raises(RegionError) as info:
+        rasterize(Region("r", "mask", mask_path=str(tmp_path / "big.png")), (100, 100))
+    assert str(info.value) == f"region 'r' mask file {tmp_path / 'big.png'}: {said}"
+    audit = tmp_path / "audit_big.yaml"
+    audit.write_text("models:\n  m: {name: resnet18}\nimages:\n  b: {path: big.png}\nexpect:\n  - b: m top1 is tabby\n")
+    assert parse_audit_file(audit).errors[0].message == f"image file big.png: {said}"

@@ -78,8 +78,22 @@ def _read_path(path: Path) -> np.ndarray:
             return _from_pil(ImageOps.exif_transpose(im))
     except UnidentifiedImageError:
         raise ImageError(f"not an image file (or a format Pillow cannot read): {path}") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{path}: {too_many_pixels(exc)}") from None
     except OSError as exc:
         raise ImageError(f"cannot read image {path}: {exc}") from None
+
+
+def too_many_pixels(exc: Exception) -> str:
+    """One line for Pillow's ``DecompressionBombError``: the limit that was hit and how to raise it."""
+    import re
+
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1)):,} pixels" if found else str(exc).split(",")[0]
+    return (f"refused as a possible decompression bomb: {size}, over Pillow's limit of {2 * limit:,} "
+            f"(twice PIL.Image.MAX_IMAGE_PIXELS = {limit:,}); if you trust the file, raise it before the run, "
+            f"e.g. in conftest.py: PIL.Image.MAX_IMAGE_PIXELS = {max(4 * limit, 400_000_000):_}")
 
 
 def _from_pil(im: Image.Image) -> np.ndarray:

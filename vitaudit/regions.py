@@ -194,6 +194,10 @@ def _mask(region: Region, h: int, w: int) -> np.ndarray:
                     inside = alpha
     except FileNotFoundError:
         raise _err(region, f"mask file {path} does not exist") from None
+    except Image.DecompressionBombError as e:
+        from .images import too_many_pixels
+
+        raise _err(region, f"mask file {path}: {too_many_pixels(e)}") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise _err(region, f"mask file {path} cannot be read as an image ({e})") from None
     mh, mw = inside.shape[:2]
