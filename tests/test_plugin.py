@@ -417,6 +417,56 @@ def test_xdist_workers_results_merge_into_one_report(project):
     assert any(v["views"] for v in run["images"])
 
 
+def test_baseline_updates_under_xdist_lose_nothing(project):
+    """Two workers write the baselines of one file: every file is there, whole, written once, as one process writes it."""
+    pytest.importorskip("xdist")
+    rng = np.random.default_rng(2)
+    n = 10
+    images, expects = ["images:"], ["expect:"]
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (30 + i, 40, 3), dtype=np.uint8)).save(project.path / f"im{i}.png")
+        images.append(f"  im{i}: {{path: im{i}.png}}")
+        for ref in ("cnn.gradcam", "cnn.eigencam"):  # two items per map: the same file wanted twice
+            expects += [f"  - im{i}: {ref} baseline similarity > 0.9",
+                        f"  - im{i}: {ref} baseline similarity > 0.5 by spearman"]
+    (project.path / "audit_many.yaml").write_text(MODELS + "\n".join(images) + "\n" + "\n".join(expects) + "\n")
+    project.makeconftest("""
+        import os
+        import types
+
+        import vitaudit.plugin.baselines as baselines
+
+        here = os.path.dirname(__file__)
+
+        def logged(src, dst):  # every rename over a baseline, from any worker
+            os.replace(src, dst)
+            with open(os.path.join(here, "writes.log"), "a") as log:
+                log.write(os.path.relpath(dst, here) + "\\n")
+
+        def pytest_configure(config):
+            baselines.os = types.SimpleNamespace(**{**vars(os), "replace": logged})
+
+        def pytest_unconfigure(config):
+            baselines.os = os
+    """)
+    folder = project.path / "baselines" / "audit_many"
+    wanted = sorted(f"im{i}/{ref}.npy" for i in range(n) for ref in ("cnn.gradcam", "cnn.eigencam"))
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--audit-update-baselines",
+                                          "--audit-no-report")
+    result.assert_outcomes(passed=4 * n)
+    written = {p.relative_to(folder).as_posix(): np.load(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+    assert sorted(written) == wanted  # no file missing, no temporary file left
+    assert all(a.dtype == np.float16 and a.ndim == 2 and np.isfinite(a).all() and a.max() > 0 for a in written.values())
+    log = (project.path / "writes.log").read_text().split()
+    assert sorted(log) == [f"baselines/audit_many/{name}" for name in wanted]  # each written once
+    # the same bytes as one process writes, so a second update writes nothing
+    (project.path / "writes.log").unlink()
+    project.runpytest("-p", "no:cacheprovider", "--audit-update-baselines", "--audit-no-report").assert_outcomes(passed=4 * n)
+    assert not (project.path / "writes.log").exists()
+    for name, data in written.items():
+        np.testing.assert_array_equal(np.load(folder / name), data)
+
+
 def test_every_image_runs_once_in_batches(project):
     """One pass per image and model for all of a file's expectations, batched in file order."""
     rng = np.random.default_rng(1)

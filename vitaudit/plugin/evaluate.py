@@ -266,8 +266,8 @@ class Evaluator:
         e = self.explanation(ref, exp.image)
         path = baselines.path_for(self.spec.path, exp.image, ref)
         if self.session.update_baselines:
-            baselines.save(path, e.heatmap)
-            return Evaluation(True, None, f"baseline written to {baselines.shown(path)}", maps=[(ref.label, e)],
+            done = "written to" if baselines.save(path, e.heatmap) else "already up to date at"
+            return Evaluation(True, None, f"baseline {done} {baselines.shown(path)}", maps=[(ref.label, e)],
                               note="written by --audit-update-baselines")
         stored = baselines.load(path)
         if stored is None:
