@@ -467,6 +467,39 @@ def test_baseline_updates_under_xdist_lose_nothing(project):
         np.testing.assert_array_equal(np.load(folder / name), data)
 
 
+def test_images_that_do_not_fit_the_device_fail_alone_with_the_cause(project):
+    """Out of memory injected on the CPU: batches of 2+ never fit, and the big image never does."""
+    Image.fromarray(np.zeros((40, 120, 3), np.uint8)).save(project.path / "big.png")
+    project.makeconftest("""
+        import torch
+
+        import vitaudit.engine as engine
+
+        original = engine._run_batch
+
+        def small_device(model, images, *args):
+            if len(images) > 1 or any(im.size[1] > 100 for im in images):
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+            return original(model, images, *args)
+
+        engine._run_batch = small_device
+
+        def pytest_unconfigure(config):
+            engine._run_batch = original
+    """)
+    extra = "  big: {path: big.png}\n"
+    write_audit(project, "audit_oom.yaml", """
+        - blob: cnn.gradcam mass in all > 0.99
+        - big: cnn top1 in [red, green, blue, gray]
+        - blob: cnn top1 in [red, green, blue, gray]
+    """, extra=extra)
+    result = project.runpytest("-p", "no:cacheprovider", "--audit-batch-size", "4", "--audit-no-report")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines([f"*audit_oom.yaml:{line_of(project, 'audit_oom.yaml', '- big:')}: * on 'big': out of "
+                                 "memory even for a batch of 1 (batch sizes tried: 1): OutOfMemoryError: CUDA out of "
+                                 "memory. Tried to allocate 9.00 GiB [[]image */big.png[]]"])
+
+
 def test_every_image_runs_once_in_batches(project):
     """One pass per image and model for all of a file's expectations, batched in file order."""
     rng = np.random.default_rng(1)

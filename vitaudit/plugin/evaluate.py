@@ -93,7 +93,7 @@ class Evaluator:
         runs once, in batches, with only a batch of maps waiting in the cache. In an xdist
         worker, which runs only some of the items, just the image at hand.
         """
-        from vitaudit.engine import default_batch_size, prefetch
+        from vitaudit.engine import BatchFailed, default_batch_size, prefetch
 
         done = self.session.prefetched
         if (self.spec.path, model_key, image_key) in done:
@@ -114,7 +114,10 @@ class Evaluator:
                 continue
             requests.append(plan[k])
         if images:
-            prefetch(model, images, requests, batch_size=size, cache=self.session.cache)
+            try:
+                prefetch(model, images, requests, batch_size=size, cache=self.session.cache)
+            except BatchFailed:  # images too large for the device even alone: their items report it
+                pass
 
     def _plan(self, model_key: str, model: "AuditModel") -> dict[str, list]:
         """Per image (file order), the distinct maps this file's expectations want of a model."""
@@ -166,11 +169,14 @@ class Evaluator:
 
     # ------------------------------------------------------------- dispatch
     def evaluate(self, exp: "Expectation") -> Evaluation:
+        from vitaudit.engine import BatchFailed
         from vitaudit.metrics import MetricError, NoSignalError
 
         handler = getattr(self, f"_{exp.kind}")
         try:
             return handler(exp)
+        except BatchFailed as exc:  # out of device memory even for this image alone
+            raise AuditInputError(str(exc)) from None
         except NoSignalError as exc:  # the model's map is empty: the expectation is not met
             raise AuditFailure(f"{exp.metric}: {exc}") from None
         except MetricError as exc:
