@@ -28,6 +28,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="device for audit models: auto (CUDA when present), cpu, cuda, cuda:1 ...")
     group.addoption("--audit-batch-size", dest="audit_batch_size", type=int, default=None,
                     help="images per forward pass (default: 8 on CPU, 32 on CUDA)")
+    group.addoption("--audit-max-side", dest="audit_max_side", type=int, default=None, metavar="PX",
+                    help="working resolution: metrics, masks and pictures use maps whose longest side is at "
+                         "most PX (default 1024; 0: the original size)")
     group.addoption("--audit-update-baselines", dest="audit_update_baselines", action="store_true",
                     help="write (or refresh) the stored baseline maps instead of comparing with them")
     group.addoption("--audit-no-report", dest="audit_no_report", action="store_true",
@@ -35,6 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("audit_report", "path of the HTML audit report", default="reports/audit.html")
     parser.addini("audit_device", "device for audit models", default="auto")
     parser.addini("audit_batch_size", "images per forward pass", default="0")
+    parser.addini("audit_max_side", "longest side of the working resolution (0: original size)", default="1024")
 
 
 def pytest_configure(config: pytest.Config) -> None:

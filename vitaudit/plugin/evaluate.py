@@ -80,6 +80,7 @@ class Evaluator:
                         cache=self.session.cache)
         except (ExplainerError, LabelError, ValueError) as exc:
             raise AuditInputError(f"{ref.label}: {exc}") from None
+        e.max_side = self.session.max_side  # metrics, masks and pictures use e.working
         self._recent[key] = e
         while len(self._recent) > self.KEEP:
             self._recent.popitem(last=False)
@@ -164,8 +165,11 @@ class Evaluator:
             raise AuditInputError(f"target {label!r} is a group of {len(idx)} classes; a map explains one class")
         return idx[0]
 
-    def mask(self, exp: "Expectation", size: tuple[int, int]) -> np.ndarray | None:
-        return None if exp.region is None else self.session.mask(exp.region, size)
+    def mask(self, exp: "Expectation", e: "Explanation") -> np.ndarray | None:
+        """The expectation's region at ``e``'s working resolution."""
+        if exp.region is None:
+            return None
+        return self.session.mask(exp.region, e.working_size, e.geometry.image_hw)
 
     # ------------------------------------------------------------- dispatch
     def evaluate(self, exp: "Expectation") -> Evaluation:
@@ -223,14 +227,16 @@ class Evaluator:
 
         ref = exp.maps[0]
         e = self.explanation(ref, exp.image)
-        hm = e.heatmap
-        mask = self.mask(exp, hm.shape)
+        hm = e.working
+        mask = self.mask(exp, e)
         region = exp.region.label
         maps = [(ref.label, e)]
         if exp.metric == "pointing_game":
             tol = float(exp.option("within", 0.0))
-            hit = metrics.pointing_game(hm, mask, tolerance=tol)
-            peak = np.unravel_index(np.nanargmax(hm), hm.shape)
+            sx, sy = e.scale
+            hit = metrics.pointing_game(hm, mask, tolerance=tol * (sx + sy) / 2)  # in working pixels
+            row, col = np.unravel_index(np.nanargmax(hm), hm.shape)
+            peak = (int((row + 0.5) / sy), int((col + 0.5) / sx))  # in original pixels
             within = f" within {fmt(tol)} px" if tol else ""
             want_hit = exp.op != "misses"
             return Evaluation(hit == want_hit, 1.0 if hit else 0.0,
@@ -258,7 +264,7 @@ class Evaluator:
 
         a, b = (self.explanation(ref, exp.image) for ref in exp.maps)
         by = str(exp.option("by", "pearson"))
-        value = metrics.similarity(a.heatmap, b.heatmap, by)
+        value = metrics.similarity(a.working, b.working, by)
         labels = [ref.label for ref in exp.maps]
         return Evaluation(self.verdict(exp, value), value,
                           f"agreement ({by}) of {labels[0]} and {labels[1]} = {fmt(value)} (expected {self.expected(exp)})",
@@ -272,7 +278,7 @@ class Evaluator:
         e = self.explanation(ref, exp.image)
         path = baselines.path_for(self.spec.path, exp.image, ref)
         if self.session.update_baselines:
-            done = "written to" if baselines.save(path, e.heatmap) else "already up to date at"
+            done = "written to" if baselines.save(path, e.working) else "already up to date at"
             return Evaluation(True, None, f"baseline {done} {baselines.shown(path)}", maps=[(ref.label, e)],
                               note="written by --audit-update-baselines")
         stored = baselines.load(path)
@@ -281,7 +287,7 @@ class Evaluator:
                 f"no baseline for {ref.label} on '{exp.image}' at {baselines.shown(path)}; create it with: "
                 f"pytest {baselines.shown(self.spec.path)} --audit-update-baselines"
             )
-        current = metrics.resize_map(e.heatmap, stored.shape)
+        current = metrics.resize_map(e.working, stored.shape)
         by = str(exp.option("by", "pearson"))
         value = metrics.similarity(current, stored, by)
         return Evaluation(self.verdict(exp, value), value,
@@ -331,11 +337,12 @@ class Evaluator:
         r = explain(randomized, self.image(exp.image), (ref.method, dict(ref.options)), target=e.target,
                     cache=self.session.cache)
         by = str(exp.option("by", "spearman"))
+        r.max_side = self.session.max_side
         if r.no_signal:
             value = 0.0
             note = "the re-initialised model's map has no signal at all"
         else:
-            value = metrics.similarity(e.heatmap, r.heatmap, by)
+            value = metrics.similarity(e.working, r.working, by)
             note = ""
         return Evaluation(self.verdict(exp, value), value,
                           f"similarity ({by}) to the map after re-initialising {', '.join(names)} = {fmt(value)} "
