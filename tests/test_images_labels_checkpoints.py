@@ -223,3 +223,21 @@ def test_decompression_bomb_says_the_limit_and_how_to_raise_it(tmp_path, monkeyp
     audit = tmp_path / "audit_big.yaml"
     audit.write_text("models:\n  m: {name: resnet18}\nimages:\n  b: {path: big.png}\nexpect:\n  - b: m top1 is tabby\n")
     assert parse_audit_file(audit).errors[0].message == f"image file big.png: {said}"
+
+
+def test_8bit_pictures_stay_uint8_and_give_the_same_model_input():
+    """A camera photo is kept as uint8 (a quarter of float32's memory); the model input is bitwise the
+    same as from the float pixels, for every interpolation and crop."""
+    from vitaudit.images import LoadedImage
+    from vitaudit.preprocess import Preprocessing
+
+    arr = np.random.default_rng(3).integers(0, 256, (333, 517, 3), dtype=np.uint8)
+    as_uint8, as_float = load_image(arr), LoadedImage(arr.astype(np.float32) / 255.0)
+    assert as_uint8.data.dtype == np.uint8 and as_uint8.data.nbytes == arr.nbytes
+    np.testing.assert_array_equal(as_uint8.pixels, as_float.pixels)
+    np.testing.assert_array_equal(as_uint8.to_uint8(), arr)
+    for interpolation in ("bicubic", "bilinear", "nearest"):
+        for crop in ("resize", "center"):
+            prep = Preprocessing((224, 160), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), interpolation, 0.9, crop)
+            (a, ga), (b, gb) = prep(as_uint8), prep(as_float)
+            assert torch.equal(a, b) and ga == gb, (interpolation, crop)

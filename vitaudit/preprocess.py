@@ -104,12 +104,16 @@ class Preprocessing:
 
     def __call__(self, image: LoadedImage) -> tuple[torch.Tensor, Geometry]:
         """The normalised input tensor (3, h, w) and its geometry on the original image."""
-        x = torch.from_numpy(image.pixels).permute(2, 0, 1)
         mode = _INTERPOLATION.get(self.interpolation, InterpolationMode.BICUBIC)
-        if self.crop == "resize":
-            x = TF.resize(x, list(self.input_hw), interpolation=mode, antialias=True)
+        size = list(self.input_hw) if self.crop == "resize" else list(self._resized_hw(image.size))
+        if image.data.dtype == np.uint8:
+            # one channel at a time, converted to float as it goes: the same values as
+            # resizing ``image.pixels``, without a float copy of the whole photo
+            x = torch.cat([TF.resize(torch.from_numpy(image.data[None, :, :, c]).to(torch.float32).div_(255.0),
+                                     size, interpolation=mode, antialias=True) for c in range(3)])
         else:
-            x = TF.resize(x, list(self._resized_hw(image.size)), interpolation=mode, antialias=True)
+            x = TF.resize(torch.from_numpy(image.data).permute(2, 0, 1), size, interpolation=mode, antialias=True)
+        if self.crop != "resize":
             x = TF.center_crop(x, list(self.input_hw))
         x = x.clamp_(0.0, 1.0)  # bicubic overshoots; PIL's uint8 pipeline clamps too
         mean = torch.tensor(self.mean, dtype=x.dtype)[:, None, None]
