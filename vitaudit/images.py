@@ -90,7 +90,8 @@ def _read_path(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            return _from_pil(ImageOps.exif_transpose(im))
+            ImageOps.exif_transpose(im, in_place=True)  # no copy of a camera photo
+            return _from_pil(im)
     except UnidentifiedImageError:
         raise ImageError(f"not an image file (or a format Pillow cannot read): {path}") from None
     except Image.DecompressionBombError as exc:

@@ -12,6 +12,7 @@ part of the map outside the crop is NaN ("not seen"), never zero.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -109,8 +110,11 @@ class Preprocessing:
         if image.data.dtype == np.uint8:
             # one channel at a time, converted to float as it goes: the same values as
             # resizing ``image.pixels``, without a float copy of the whole photo
-            x = torch.cat([TF.resize(torch.from_numpy(image.data[None, :, :, c]).to(torch.float32).div_(255.0),
-                                     size, interpolation=mode, antialias=True) for c in range(3)])
+            with warnings.catch_warnings():  # Pillow's arrays are read-only; torch only reads them here
+                warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+                channels = [torch.from_numpy(image.data[None, :, :, c]) for c in range(3)]
+            x = torch.cat([TF.resize(ch.to(torch.float32).div_(255.0), size, interpolation=mode, antialias=True)
+                           for ch in channels])
         else:
             x = TF.resize(torch.from_numpy(image.data).permute(2, 0, 1), size, interpolation=mode, antialias=True)
         if self.crop != "resize":
