@@ -67,11 +67,9 @@ def worker_device(config: pytest.Config) -> str:
 
 def max_side(config: pytest.Config) -> int | None:
     """``--audit-max-side`` (ini ``audit_max_side``): the working resolution's longest side; 0: full size."""
-    from vitaudit.explanation import DEFAULT_MAX_SIDE
-
     given = config.getoption("audit_max_side")
-    if given is None:
-        given = config.getini("audit_max_side") or DEFAULT_MAX_SIDE
+    if given is None:  # the ini default is vitaudit.explanation.DEFAULT_MAX_SIDE (not imported: no torch here)
+        given = config.getini("audit_max_side") or "1024"
     try:
         value = int(given)
     except ValueError:
