@@ -500,6 +500,44 @@ def test_images_that_do_not_fit_the_device_fail_alone_with_the_cause(project):
                                  "memory. Tried to allocate 9.00 GiB [[]image */big.png[]]"])
 
 
+def test_maps_metrics_and_pictures_stay_at_the_working_resolution(project):
+    """With --audit-max-side 64 a 300x400 photo's maps are never built larger than 48x64."""
+    Image.fromarray(np.random.default_rng(4).integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(project.path / "big.png")
+    project.makeconftest("""
+        import vitaudit.explanation as explanation
+
+        shapes = []
+        original = explanation.upsample_map
+
+        def recording(grid, geometry):
+            out = original(grid, geometry)
+            shapes.append(out.shape)
+            return out
+
+        explanation.upsample_map = recording
+
+        def pytest_terminal_summary(terminalreporter):
+            terminalreporter.write_line(f"MAPS {sorted(set(shapes))}")
+            explanation.upsample_map = original
+    """)
+    extra = ("  big:\n    path: big.png\n    regions:\n      left: {box: [0, 0, 200, 300]}\n"
+             "      tri: {polygon: [[0, 0], [400, 0], [0, 300]]}\n      whole: {box: [0, 0, 1, 1], units: fraction}\n")
+    write_audit(project, "audit_work.yaml", """
+        - big: cnn.gradcam mass in left > 0
+        - big: cnn.gradcam mass in tri > 0
+        - big: cnn.gradcam pointing game hits whole within 30px
+        - big: agreement(cnn.gradcam, cnn.eigencam) > -1.01
+        - big: cnn.gradcam baseline similarity > 0.5
+    """, extra=extra)
+    result = project.runpytest("-p", "no:cacheprovider", "--audit-max-side", "64", "--audit-update-baselines")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["MAPS [[](48, 64)[]]"])
+    assert np.load(project.path / "baselines" / "audit_work" / "big" / "cnn.gradcam.npy").shape == (48, 64)
+    bad = project.runpytest("-p", "no:cacheprovider", "--audit-max-side", "10")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--audit-max-side must be 0 (full size) or at least 32 pixels, got 10" in bad.stderr.str()
+
+
 def test_every_image_runs_once_in_batches(project):
     """One pass per image and model for all of a file's expectations, batched in file order."""
     rng = np.random.default_rng(1)
