@@ -45,7 +45,7 @@ def fmt(x: float) -> str:
 class Evaluator:
     """Evaluates the expectations of one parsed audit file within a session."""
 
-    #: Explanations kept at hand (with their full-size heat maps): the expectations of one image
+    #: Explanations kept at hand (with their working-size maps): the expectations of one image
     #: share maps, and items of an image run one after another.
     KEEP = 16
 
