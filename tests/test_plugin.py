@@ -203,6 +203,9 @@ def test_model_without_its_weights_is_skipped_and_keeps_its_family(project):
             return timm_loader(name, request)
 
         registry._SOURCES["timm"] = offline
+
+        def pytest_unconfigure(config):  # in-process runs share the registry with later tests
+            registry._SOURCES["timm"] = timm_loader
     """)
     extra = ("models:\n  hub: {name: vit_tiny_patch16_224, pretrained: true, model_kwargs: {img_size: 32, patch_size: 8}}\n"
              "  cnnhub: {name: resnet18, pretrained: true}\n")
