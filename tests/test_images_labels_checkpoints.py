@@ -221,3 +221,43 @@ def test_pil_images_and_torchvision_models():
     assert m.data_config["mean"] == (0.485, 0.456, 0.406) and target_layer(m).path == "layer4"
     e = vitaudit.explain(m, pil, "gradcam", target="tabby")
     assert e.target == 281 and e.heatmap.shape == RGB.shape[:2]
+
+
+def test_decompression_bomb_says_the_limit_and_how_to_raise_it(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    from vitaudit.regions import Region, RegionError, rasterize
+    from vitaudit.spec import parse_audit_file
+
+    PILImage.fromarray(np.zeros((100, 100, 3), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)
+    said = ("refused as a possible decompression bomb: 10,000 pixels, over Pillow's limit of 2,000 (twice "
+            "PIL.Image.MAX_IMAGE_PIXELS = 1,000); if you trust the file, raise it before the run, e.g. in "
+            "conftest.py: PIL.Image.MAX_IMAGE_PIXELS = 400_000_000")
+    with pytest.raises(ImageError) as info:
+        load_image(tmp_path / "big.png")
+    assert str(info.value) == f"{tmp_path / 'big.png'}: {said}"
+    with pytest.raises(RegionError) as info:
+        rasterize(Region("r", "mask", mask_path=str(tmp_path / "big.png")), (100, 100))
+    assert str(info.value) == f"region 'r' mask file {tmp_path / 'big.png'}: {said}"
+    audit = tmp_path / "audit_big.yaml"
+    audit.write_text("models:\n  m: {name: resnet18}\nimages:\n  b: {path: big.png}\nexpect:\n  - b: m top1 is tabby\n")
+    assert parse_audit_file(audit).errors[0].message == f"image file big.png: {said}"
+
+
+def test_8bit_pictures_stay_uint8_and_give_the_same_model_input():
+    """A camera photo is kept as uint8 (a quarter of float32's memory); the model input is bitwise the
+    same as from the float pixels, for every interpolation and crop."""
+    from vitaudit.images import LoadedImage
+    from vitaudit.preprocess import Preprocessing
+
+    arr = np.random.default_rng(3).integers(0, 256, (333, 517, 3), dtype=np.uint8)
+    as_uint8, as_float = load_image(arr), LoadedImage(arr.astype(np.float32) / 255.0)
+    assert as_uint8.data.dtype == np.uint8 and as_uint8.data.nbytes == arr.nbytes
+    np.testing.assert_array_equal(as_uint8.pixels, as_float.pixels)
+    np.testing.assert_array_equal(as_uint8.to_uint8(), arr)
+    for interpolation in ("bicubic", "bilinear", "nearest"):
+        for crop in ("resize", "center"):
+            prep = Preprocessing((224, 160), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), interpolation, 0.9, crop)
+            (a, ga), (b, gb) = prep(as_uint8), prep(as_float)
+            assert torch.equal(a, b) and ga == gb, (interpolation, crop)

@@ -138,6 +138,22 @@ def test_one_broken_file_never_stops_the_others(project):
     assert {r["outcome"] for r in report(project)["expectations"] if r["file"] != "audit_ok.yaml"} >= {"error", "passed"}
 
 
+def test_yaml_bomb_fails_at_its_line_and_the_session_goes_on(project):
+    """A 9-level billion laughs (563 bytes, 10**9 nodes expanded) beside a good file."""
+    import time
+    from pathlib import Path
+
+    bomb = Path(__file__).parent / "data" / "audits_bad" / "billion_laughs.yaml"
+    (project.path / "audit_bomb.yaml").write_text(bomb.read_text())
+    write_audit(project, "audit_ok.yaml", "- blob: cnn.gradcam mass in all > 0.99")
+    start = time.perf_counter()
+    result = project.runpytest("-p", "no:cacheprovider")
+    assert time.perf_counter() - start < 60
+    result.assert_outcomes(passed=1, failed=1)
+    assert "audit_bomb.yaml:6: YAML over budget: the alias *a4 expands the file past 200,000 nodes" in result.stdout.str()
+    assert {r["file"]: r["outcome"] for r in report(project)["expectations"]}["audit_ok.yaml"] == "passed"
+
+
 def test_model_that_fails_to_load_fails_its_items_with_the_reason(project):
     extra = "\n".join([
         "  bad: {name: resnt18}",
@@ -172,6 +188,48 @@ def test_model_that_fails_to_load_fails_its_items_with_the_reason(project):
         assert f"'blob: {text}' on 'blob': model 'bad' (resnt18, declared at " in out
     assert "did you mean 'resnet18'" in out
     assert "LOADS ['resnet18', 'resnt18']" in out  # each model tried once
+
+
+def test_model_without_its_weights_is_skipped_and_keeps_its_family(project):
+    """The family comes from the name (the network built on the meta device), not '?'."""
+    project.makeconftest("""
+        import vitaudit.registry as registry
+
+        timm_loader = registry._SOURCES["timm"]
+
+        def offline(name, request):
+            if request.pretrained:
+                raise registry.WeightsUnavailable(f"pretrained weights for {name!r} are not available")
+            return timm_loader(name, request)
+
+        registry._SOURCES["timm"] = offline
+
+        def pytest_unconfigure(config):  # in-process runs share the registry with later tests
+            registry._SOURCES["timm"] = timm_loader
+    """)
+    extra = ("models:\n  hub: {name: vit_tiny_patch16_224, pretrained: true, model_kwargs: {img_size: 32, patch_size: 8}}\n"
+             "  cnnhub: {name: resnet18, pretrained: true}\n")
+    (project.path / "audit_hub.yaml").write_text(extra + IMAGES + "expect:\n  - blob: hub top1 is red\n"
+                                                 "  - blob: cnnhub top1 is red\n")
+    project.runpytest("-p", "no:cacheprovider").assert_outcomes(skipped=2)
+    families = {m["key"]: m["family"] for m in report(project)["run"]["models"]}
+    assert families == {"hub": "vit", "cnnhub": "cnn"}
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_device_without_cuda_is_one_line_naming_the_option(project):
+    write_audit(project, "audit_ok.yaml", "- blob: cnn.gradcam mass in all > 0.99")
+    result = project.runpytest("-p", "no:cacheprovider", "--audit-device", "cuda")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert errors == ["ERROR: --audit-device cuda: CUDA is not available on this machine "
+                      f"(torch {__import__('torch').__version__} sees no CUDA device); use cpu or auto"]
+    project.makeini("[pytest]\naudit_device = cuda:1\n")
+    result = project.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ERROR: the ini key audit_device = cuda:1: CUDA is not available" in result.stderr.str()
+    result = project.runpytest("-p", "no:cacheprovider", "--audit-device", "gpu")
+    assert "ERROR: --audit-device gpu: unknown device 'gpu'; use auto, cpu, cuda or cuda:N" in result.stderr.str()
 
 
 def test_missing_and_unreadable_images(project):
@@ -361,6 +419,127 @@ def test_xdist_workers_results_merge_into_one_report(project):
     run = doc["run"]
     assert {m["key"] for m in run["models"]} >= {"cnn", "vit"}
     assert any(v["views"] for v in run["images"])
+
+
+def test_baseline_updates_under_xdist_lose_nothing(project):
+    """Two workers write the baselines of one file: every file is there, whole, written once, as one process writes it."""
+    pytest.importorskip("xdist")
+    rng = np.random.default_rng(2)
+    n = 10
+    images, expects = ["images:"], ["expect:"]
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (30 + i, 40, 3), dtype=np.uint8)).save(project.path / f"im{i}.png")
+        images.append(f"  im{i}: {{path: im{i}.png}}")
+        for ref in ("cnn.gradcam", "cnn.eigencam"):  # two items per map: the same file wanted twice
+            expects += [f"  - im{i}: {ref} baseline similarity > 0.9",
+                        f"  - im{i}: {ref} baseline similarity > 0.5 by spearman"]
+    (project.path / "audit_many.yaml").write_text(MODELS + "\n".join(images) + "\n" + "\n".join(expects) + "\n")
+    project.makeconftest("""
+        import os
+        import types
+
+        import vitaudit.plugin.baselines as baselines
+
+        here = os.path.dirname(__file__)
+
+        def logged(src, dst):  # every rename over a baseline, from any worker
+            os.replace(src, dst)
+            with open(os.path.join(here, "writes.log"), "a") as log:
+                log.write(os.path.relpath(dst, here) + "\\n")
+
+        def pytest_configure(config):
+            baselines.os = types.SimpleNamespace(**{**vars(os), "replace": logged})
+
+        def pytest_unconfigure(config):
+            baselines.os = os
+    """)
+    folder = project.path / "baselines" / "audit_many"
+    wanted = sorted(f"im{i}/{ref}.npy" for i in range(n) for ref in ("cnn.gradcam", "cnn.eigencam"))
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--audit-update-baselines",
+                                          "--audit-no-report")
+    result.assert_outcomes(passed=4 * n)
+    written = {p.relative_to(folder).as_posix(): np.load(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+    assert sorted(written) == wanted  # no file missing, no temporary file left
+    assert all(a.dtype == np.float16 and a.ndim == 2 and np.isfinite(a).all() and a.max() > 0 for a in written.values())
+    log = (project.path / "writes.log").read_text().split()
+    assert sorted(log) == [f"baselines/audit_many/{name}" for name in wanted]  # each written once
+    # the same bytes as one process writes, so a second update writes nothing
+    (project.path / "writes.log").unlink()
+    project.runpytest("-p", "no:cacheprovider", "--audit-update-baselines", "--audit-no-report").assert_outcomes(passed=4 * n)
+    assert not (project.path / "writes.log").exists()
+    for name, data in written.items():
+        np.testing.assert_array_equal(np.load(folder / name), data)
+
+
+def test_images_that_do_not_fit_the_device_fail_alone_with_the_cause(project):
+    """Out of memory injected on the CPU: batches of 2+ never fit, and the big image never does."""
+    Image.fromarray(np.zeros((40, 120, 3), np.uint8)).save(project.path / "big.png")
+    project.makeconftest("""
+        import torch
+
+        import vitaudit.engine as engine
+
+        original = engine._run_batch
+
+        def small_device(model, images, *args):
+            if len(images) > 1 or any(im.size[1] > 100 for im in images):
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+            return original(model, images, *args)
+
+        engine._run_batch = small_device
+
+        def pytest_unconfigure(config):
+            engine._run_batch = original
+    """)
+    extra = "  big: {path: big.png}\n"
+    write_audit(project, "audit_oom.yaml", """
+        - blob: cnn.gradcam mass in all > 0.99
+        - big: cnn top1 in [red, green, blue, gray]
+        - blob: cnn top1 in [red, green, blue, gray]
+    """, extra=extra)
+    result = project.runpytest("-p", "no:cacheprovider", "--audit-batch-size", "4", "--audit-no-report")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines([f"*audit_oom.yaml:{line_of(project, 'audit_oom.yaml', '- big:')}: * on 'big': out of "
+                                 "memory even for a batch of 1 (batch sizes tried: 1): OutOfMemoryError: CUDA out of "
+                                 "memory. Tried to allocate 9.00 GiB [[]image */big.png[]]"])
+
+
+def test_maps_metrics_and_pictures_stay_at_the_working_resolution(project):
+    """With --audit-max-side 64 a 300x400 photo's maps are never built larger than 48x64."""
+    Image.fromarray(np.random.default_rng(4).integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(project.path / "big.png")
+    project.makeconftest("""
+        import vitaudit.explanation as explanation
+
+        shapes = []
+        original = explanation.upsample_map
+
+        def recording(grid, geometry):
+            out = original(grid, geometry)
+            shapes.append(out.shape)
+            return out
+
+        explanation.upsample_map = recording
+
+        def pytest_terminal_summary(terminalreporter):
+            terminalreporter.write_line(f"MAPS {sorted(set(shapes))}")
+            explanation.upsample_map = original
+    """)
+    extra = ("  big:\n    path: big.png\n    regions:\n      left: {box: [0, 0, 200, 300]}\n"
+             "      tri: {polygon: [[0, 0], [400, 0], [0, 300]]}\n      whole: {box: [0, 0, 1, 1], units: fraction}\n")
+    write_audit(project, "audit_work.yaml", """
+        - big: cnn.gradcam mass in left > 0
+        - big: cnn.gradcam mass in tri > 0
+        - big: cnn.gradcam pointing game hits whole within 30px
+        - big: agreement(cnn.gradcam, cnn.eigencam) > -1.01
+        - big: cnn.gradcam baseline similarity > 0.5
+    """, extra=extra)
+    result = project.runpytest("-p", "no:cacheprovider", "--audit-max-side", "64", "--audit-update-baselines")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["MAPS [[](48, 64)[]]"])
+    assert np.load(project.path / "baselines" / "audit_work" / "big" / "cnn.gradcam.npy").shape == (48, 64)
+    bad = project.runpytest("-p", "no:cacheprovider", "--audit-max-side", "10")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--audit-max-side must be 0 (full size) or at least 32 pixels, got 10" in bad.stderr.str()
 
 
 def test_every_image_runs_once_in_batches(project):

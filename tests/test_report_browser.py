@@ -10,7 +10,7 @@ import pytest
 from vitaudit.report import write_report
 from vitaudit.report.context import PROBLEMS
 from vitaudit.report.sample import sample_run
-from vitaudit.results import Prediction, RunResults
+from vitaudit.results import ModelInfo, Prediction, RunResults
 
 pytestmark = pytest.mark.browser
 
@@ -61,6 +61,12 @@ def _run() -> RunResults:
     first.text = ("the cat's face holds most of the attention, " * 30)[:1000]
     first.topk = [Prediction("chat tigré — 猫 🐈", 281, 0.91)] + (first.topk or [])[1:]
     run.results[1].message = '"><img src=x onerror=alert(1)> </script><script>alert(2)</script>'
+    # short keys beside long specs and paths, as a real run has them
+    run.models = [ModelInfo(key=key, spec=f"timm:{name}.augreg2_in21k_ft_in1k [pretrained weights]", family=fam,
+                             checkpoint=f"fixtures/checkpoints/{name}_finetuned_on_scenes_v2.safetensors",
+                             checkpoint_sha256="9e" * 32, device="cuda:0")
+                   for key, name, fam in (("res", "resnet50", "cnn"), ("resnet", "resnet50", "cnn"),
+                                          ("vit_b", "vit_base_patch16_224", "vit"))]
     return run
 
 
@@ -111,6 +117,12 @@ def test_report_in_headless_chromium(report, tmp_path):
 
             # nothing overflows sideways at laptop width (long texts and names wrap)
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+            # short model keys stay on one line however long the spec and checkpoint beside them
+            lines = page.evaluate("""[...document.querySelectorAll('table.models tbody th[scope=row]')]
+                .filter(th => ['res', 'resnet', 'vit_b'].includes(th.textContent))
+                .map(th => { const r = document.createRange(); r.selectNodeContents(th);
+                             return [th.textContent, r.getClientRects().length]; })""")
+            assert lines == [["res", 1], ["resnet", 1], ["vit_b", 1]]
 
             total = len(run.results)
             count = page.locator("#f-count")

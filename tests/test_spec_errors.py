@@ -144,6 +144,9 @@ CASES: dict[str, tuple[list[tuple[int, str]], list[str]]] = {
                          ["vit-top1_is[ram]"]),
     "bad_xfail.yaml": ([(8, "unknown key 'strcit' in xfail (did you mean 'strict'?); keys: reason, strict, run")],
                        ["vit-top1_is[ram]"]),
+    "billion_laughs.yaml": ([(6, "YAML over budget: the alias *a4 expands the file past 200,000 nodes; audit files "
+                                 "are limited to at most 4 MiB, 64 levels of nesting, 10,000 alias uses and "
+                                 "200,000 nodes with aliases expanded")], []),
     "option_not_applicable.yaml": ([(7, "option 'by' does not apply to deletion_auc (its options: steps, baseline)")],
                                    ["vit-top1_is[ram]"]),
 }
@@ -196,3 +199,26 @@ def test_unreadable_paths(tmp_path: Path) -> None:
     bad = tmp_path / "audit_latin1.yaml"
     bad.write_bytes(b"models: {}\n# caf\xe9\n")
     assert [(e.line, e.message) for e in parse_audit_file(bad).errors] == [(2, "the audit file is not UTF-8 text")]
+
+
+def test_yaml_budget_stops_each_kind_of_blow_up_at_its_line() -> None:
+    from vitaudit.spec.yamlload import YamlBudget, load_yaml
+
+    budget = YamlBudget(max_bytes=400, max_depth=5, max_aliases=3, max_nodes=40)
+    limits = "audit files are limited to at most 0 MiB, 5 levels of nesting, 3 alias uses and 40 nodes with aliases expanded"
+    cases = {
+        "a: [[[[[[1]]]]]]\n": (1, "nesting deeper than 5 levels"),
+        "a: &x 1\nb: [*x, *x,\n  *x, *x]\n": (3, "more than 3 alias uses"),
+        "a: &x [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\nb: &y [*x, *x]\nc: [1, *y]\n": (3, "the alias *y expands the file past 40 nodes"),
+        "a: [" + ", ".join(["1"] * 45) + "]\n": (1, "more than 40 nodes"),
+    }
+    for source, (line, what) in cases.items():
+        root, errors = load_yaml(source, "f.yaml", budget)
+        assert root is None
+        assert [(e.line, e.message) for e in errors] == [(line, f"YAML over budget: {what}; {limits}")], source
+    big = "a: 1\n" * 100
+    assert [(e.line, e.message) for e in load_yaml(big, "f.yaml", budget)[1]] == [
+        (81, f"audit file too large: 0.0 MiB; {limits}")]
+    # Within the budget, aliases and merge keys still expand as before.
+    root, errors = load_yaml("a: &x {k: 1}\nb: *x\nc: {<<: *x, j: 2}\n", "f.yaml", budget)
+    assert errors == [] and root.value["b"].value["k"].value == 1 and set(root.value["c"].value) == {"j", "k"}

@@ -243,3 +243,34 @@ def test_yaml_loader_rejects_python_tags_and_recursion() -> None:
 ])
 def test_is_audit_file(name: str, expected: bool) -> None:
     assert is_audit_file(name) is expected
+
+
+def test_keys_may_use_letters_of_any_script(tmp_path: Path) -> None:
+    """Model, image and region keys accept what Python identifiers and pytest ids accept."""
+    from vitaudit.plugin import baselines
+
+    path = tmp_path / "audit_café.yaml"
+    path.write_text(
+        "models:\n  modèle: {name: resnet18}\n"
+        "images:\n  kaffee_ü:\n    skimage: coffee\n    regions:\n      tasse_ö: {box: [0, 0, 1, 1], units: fraction}\n"
+        "      Ελλάδα: {box: [0, 0, 1, 1], units: fraction}\n"
+        "  kaffee_ö: {skimage: coffee}\n"
+        "expect:\n  - kaffee_ü: modèle.gradcam mass in tasse_ö > 0.5\n  - kaffee_ü: modèle.gradcam mass in not Ελλάδα > 0.5\n"
+        "  - kaffee_ö: modèle.gradcam baseline similarity > 0.5\n  - kaffee_ü: modèle.gradcam baseline similarity > 0.5\n",
+        encoding="utf-8")
+    spec = parse_audit_file(path)
+    assert spec.errors == ()
+    assert [(e.image, e.id) for e in spec.expectations] == [
+        ("kaffee_ü", "modèle.gradcam-mass_in[tasse_ö]"), ("kaffee_ü", "modèle.gradcam-mass_in[not Ελλάδα]"),
+        ("kaffee_ö", "modèle.gradcam-baseline_similarity"), ("kaffee_ü", "modèle.gradcam-baseline_similarity")]
+    # baselines of images that differ only in a non-ASCII letter do not share a file
+    stored = [baselines.path_for(str(path), e.image, e.maps[0]) for e in spec.expectations[2:]]
+    assert [p.relative_to(tmp_path).as_posix() for p in stored] == [
+        "baselines/audit_café/kaffee_ö/modèle.gradcam.npy", "baselines/audit_café/kaffee_ü/modèle.gradcam.npy"]
+    # still refused: a leading digit or dash, spaces and punctuation
+    bad = tmp_path / "audit_bad.yaml"
+    bad.write_text("models:\n  m: {name: resnet18}\nimages:\n  1ü: {skimage: coffee}\n  ü ö: {skimage: coffee}\n"
+                   "expect:\n  - 1ü: m top1 is tabby\n", encoding="utf-8")
+    messages = [e.message for e in parse_audit_file(bad).errors]
+    assert "image key '1ü' must be a name of letters, digits, '_' and '-'" in messages
+    assert "image key 'ü ö' must be a name of letters, digits, '_' and '-'" in messages

@@ -15,6 +15,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 import torch
 
+from .batching import ItemFailure, run_in_batches
 from .cache import DEFAULT_CACHE, ExplanationCache, ImageEntry
 from .capture import AttentionCapture, LayerCapture
 from .explainers import Explainer, ForwardContext, Needs, get_method, method_key, parse_method
@@ -83,7 +84,11 @@ def prefetch(
     crop: Crop | None = None,
     cache: ExplanationCache = DEFAULT_CACHE,
 ) -> list[ImageEntry]:
-    """Make sure the cache holds every requested map of every image; one forward per batch."""
+    """Make sure the cache holds every requested map of every image; one forward per batch.
+
+    A batch that runs out of device memory is retried in halves (:mod:`vitaudit.batching`);
+    images that do not fit even alone raise :class:`BatchFailed` once the others are done.
+    """
     loaded = [load_image(im) for im in images]
     prep = _preprocessing(model, crop)
     keys = [_cache_key(model, im, prep) for im in loaded]
@@ -99,24 +104,53 @@ def prefetch(
                 continue
         cache.misses += 1
         todo.append(i)
-    bs = batch_size or default_batch_size(model)
-    for start in range(0, len(todo), bs):
-        chunk = todo[start : start + bs]
-        built = _run_batch(model, [loaded[i] for i in chunk], [requests[i] for i in chunk],
-                           [keys[i] for i in chunk], prep, cache)
-        found.update(zip(chunk, built))
+    if todo:
+        run = run_in_batches(
+            todo,
+            lambda chunk: _run_batch(model, [loaded[i] for i in chunk], [requests[i] for i in chunk],
+                                     [keys[i] for i in chunk], prep, cache),
+            batch_size or default_batch_size(model),
+            key=(model.key, str(model.device)),
+        )
+        if run.failures:
+            raise BatchFailed([(loaded[todo[f.index]].source, f) for f in run.failures])
+        found.update(zip(todo, run.results))
     return [found[i] for i in range(len(loaded))]
 
 
+class BatchFailed(RuntimeError):
+    """Images that did not fit on the device even one at a time (the others are in the cache)."""
+
+    def __init__(self, failures: list[tuple[str, ItemFailure]]) -> None:
+        self.failures = failures
+        source, first = failures[0]
+        more = f" (and {len(failures) - 1} more images)" if len(failures) > 1 else ""
+        super().__init__(f"{first.message} [image {source}{more}]")
+
+
 def run_batch(model: AuditModel, images: Sequence[LoadedImage], requests: Sequence[Sequence[Request]], *,
-              crop: Crop | None = None, cls_rows: bool = False) -> list[ImageEntry]:
-    """One forward (and at most one backward per target round) for a batch, with no cache.
+              crop: Crop | None = None, cls_rows: bool = False) -> list[ImageEntry | ItemFailure]:
+    """Every requested map of a batch, with no cache: one forward (and at most one backward per
+    target round) per batch that fits.
 
     The dataset pass uses this: every image is new, and only per-image values are kept.
-    ``cls_rows`` also keeps each ViT's per-layer CLS attention (for the report's mosaic).
+    ``cls_rows`` also keeps each ViT's per-layer CLS attention (for the report's mosaic). A batch
+    that runs out of device memory is retried in halves (:mod:`vitaudit.batching`); an image that
+    does not fit even alone gets its :class:`~vitaudit.batching.ItemFailure` in its place.
     """
     prep = _preprocessing(model, crop)
-    return _run_batch(model, list(images), list(requests), [None] * len(images), prep, None, cls_rows=cls_rows)
+    images, requests = list(images), list(requests)
+    run = run_in_batches(
+        list(range(len(images))),
+        lambda chunk: _run_batch(model, [images[i] for i in chunk], [requests[i] for i in chunk],
+                                 [None] * len(chunk), prep, None, cls_rows=cls_rows),
+        len(images),
+        key=(model.key, str(model.device)),
+    )
+    out: list[ImageEntry | ItemFailure] = list(run.results)  # type: ignore[arg-type]
+    for failure in run.failures:
+        out[failure.index] = failure
+    return out
 
 
 def _run_batch(model: AuditModel, images: list[LoadedImage], requests: list[Sequence[Request]],

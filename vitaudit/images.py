@@ -1,7 +1,7 @@
 """Reading images from paths, PIL images and numpy arrays into one canonical form.
 
-Everything becomes an RGB float32 array in [0, 1] of the image's own size (H, W, 3), with
-EXIF orientation applied, so that regions drawn on the photo and every explanation map
+Everything becomes an RGB array of the image's own size (H, W, 3) (uint8 for 8-bit pictures,
+else float32 in [0, 1]; ``pixels`` is always float32), with EXIF orientation applied, so that regions drawn on the photo and every explanation map
 share one pixel grid. A content hash identifies the pixels for the explanation cache.
 """
 from __future__ import annotations
@@ -23,24 +23,36 @@ class ImageError(ValueError):
 
 @dataclass(eq=False)
 class LoadedImage:
-    """An RGB image as float32 in [0, 1], shape (H, W, 3), and where it came from."""
+    """An RGB image of shape (H, W, 3) and where it came from.
 
-    pixels: np.ndarray
+    ``data`` holds it as decoded: uint8 for 8-bit pictures (a quarter of the memory: a
+    48-megapixel photo is 144 MB, not 576 MB), else float32 in [0, 1]. ``pixels`` is always
+    float32 in [0, 1]; for uint8 data it is computed on each access, not kept.
+    """
+
+    data: np.ndarray
     source: str = "<array>"
     _digest: str | None = field(default=None, repr=False)
 
     @property
+    def pixels(self) -> np.ndarray:
+        """float32 (H, W, 3) in [0, 1]."""
+        if self.data.dtype == np.uint8:
+            return self.data.astype(np.float32) / 255.0
+        return self.data
+
+    @property
     def size(self) -> tuple[int, int]:
         """(H, W) of the original image."""
-        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+        return int(self.data.shape[0]), int(self.data.shape[1])
 
     @property
     def digest(self) -> str:
         """A hash of the pixel content (not of the file), so the same picture read twice is cached once."""
         if self._digest is None:
             h = hashlib.blake2b(digest_size=16)
-            h.update(str(self.pixels.shape).encode())
-            h.update(np.ascontiguousarray(self.pixels).tobytes())
+            h.update(f"{self.data.shape} {self.data.dtype}".encode())
+            h.update(np.ascontiguousarray(self.data).data)
             self._digest = h.hexdigest()
         return self._digest
 
@@ -48,7 +60,10 @@ class LoadedImage:
         """The picture as uint8 RGB, for overlays (computed once; do not modify it)."""
         cached = self.__dict__.get("_uint8")
         if cached is None:
-            cached = np.clip(np.rint(self.pixels * 255.0), 0, 255).astype(np.uint8)
+            if self.data.dtype == np.uint8:
+                cached = self.data.view()
+            else:
+                cached = np.clip(np.rint(self.data * 255.0), 0, 255).astype(np.uint8)
             cached.flags.writeable = False
             self.__dict__["_uint8"] = cached
         return cached
@@ -75,15 +90,30 @@ def _read_path(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            return _from_pil(ImageOps.exif_transpose(im))
+            ImageOps.exif_transpose(im, in_place=True)  # no copy of a camera photo
+            return _from_pil(im)
     except UnidentifiedImageError:
         raise ImageError(f"not an image file (or a format Pillow cannot read): {path}") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{path}: {too_many_pixels(exc)}") from None
     except OSError as exc:
         raise ImageError(f"cannot read image {path}: {exc}") from None
 
 
+def too_many_pixels(exc: Exception) -> str:
+    """One line for Pillow's ``DecompressionBombError``: the limit that was hit and how to raise it."""
+    import re
+
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1)):,} pixels" if found else str(exc).split(",")[0]
+    return (f"refused as a possible decompression bomb: {size}, over Pillow's limit of {2 * limit:,} "
+            f"(twice PIL.Image.MAX_IMAGE_PIXELS = {limit:,}); if you trust the file, raise it before the run, "
+            f"e.g. in conftest.py: PIL.Image.MAX_IMAGE_PIXELS = {max(4 * limit, 400_000_000):_}")
+
+
 def _from_pil(im: Image.Image) -> np.ndarray:
-    """Convert any PIL mode to RGB float in [0, 1], keeping 16-bit precision."""
+    """Convert any PIL mode to RGB: uint8 for 8-bit modes, float in [0, 1] keeping 16-bit precision."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         arr = np.asarray(im, dtype=np.uint16).astype(np.float32) / 65535.0
         return _gray_to_rgb(arr)
@@ -96,8 +126,8 @@ def _from_pil(im: Image.Image) -> np.ndarray:
     if im.mode not in ("RGB", "L"):
         # Alpha is dropped, as timm's and torchvision's loaders do (`convert("RGB")`).
         im = im.convert("RGB")
-    arr = np.asarray(im, dtype=np.uint8).astype(np.float32) / 255.0
-    return _gray_to_rgb(arr) if arr.ndim == 2 else arr
+    arr = np.asarray(im, dtype=np.uint8)  # kept as uint8: see LoadedImage.data
+    return _gray_to_rgb(arr) if arr.ndim == 2 else np.ascontiguousarray(arr)
 
 
 def _from_array(arr: np.ndarray) -> np.ndarray:
@@ -110,7 +140,7 @@ def _from_array(arr: np.ndarray) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 4:
         arr = arr[:, :, :3]  # alpha dropped, as for files
     if arr.dtype == np.uint8:
-        out = arr.astype(np.float32) / 255.0
+        out = arr  # kept as uint8: see LoadedImage.data
     elif arr.dtype == np.uint16:
         out = arr.astype(np.float32) / 65535.0
     elif np.issubdtype(arr.dtype, np.floating):

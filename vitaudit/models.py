@@ -63,12 +63,33 @@ class AuditModel:
         return f"AuditModel({self.describe()})"
 
 
+def device_problem(device: str | torch.device | None) -> str | None:
+    """Why ``device`` cannot be used on this machine (one line), or None when it can."""
+    if device in (None, "auto"):
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        return f"unknown device {str(device)!r}; use auto, cpu, cuda or cuda:N"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return (f"CUDA is not available on this machine (torch {torch.__version__} sees no CUDA device); "
+                    "use cpu or auto")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            return f"there is no {dev}: this machine has {count} CUDA device{'s' if count != 1 else ''}"
+    return None
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA when present, else CPU."""
+    """``"auto"``: CUDA when present, else CPU. A device this machine lacks is a ModelError."""
     if isinstance(device, torch.device):
         return device
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    problem = device_problem(device)
+    if problem is not None:
+        raise registry.ModelError(f"device {device!r}: {problem}")
     return torch.device(device)
 
 
@@ -138,6 +159,20 @@ def load_model(
         target_layer=target_layer,
         crop=crop,
     )
+
+
+def family_of(spec: str, model_kwargs: dict[str, Any] | None = None) -> str:
+    """A spec's family ("vit"/"cnn") without its weights: the network built on the meta device.
+
+    For the report when pretrained weights are missing; ``"?"`` when even that cannot be built.
+    """
+    request = registry.LoadRequest(pretrained=False, num_classes=None,
+                                   model_kwargs=tuple(sorted((model_kwargs or {}).items())))
+    try:
+        with torch.device("meta"):
+            return anatomy_of(registry.build(spec, request).module).family
+    except Exception:  # the load itself has already said what is wrong
+        return "?"
 
 
 def _num_classes(module: nn.Module) -> int:

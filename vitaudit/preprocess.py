@@ -12,6 +12,7 @@ part of the map outside the crop is NaN ("not seen"), never zero.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -104,12 +105,19 @@ class Preprocessing:
 
     def __call__(self, image: LoadedImage) -> tuple[torch.Tensor, Geometry]:
         """The normalised input tensor (3, h, w) and its geometry on the original image."""
-        x = torch.from_numpy(image.pixels).permute(2, 0, 1)
         mode = _INTERPOLATION.get(self.interpolation, InterpolationMode.BICUBIC)
-        if self.crop == "resize":
-            x = TF.resize(x, list(self.input_hw), interpolation=mode, antialias=True)
+        size = list(self.input_hw) if self.crop == "resize" else list(self._resized_hw(image.size))
+        if image.data.dtype == np.uint8:
+            # one channel at a time, converted to float as it goes: the same values as
+            # resizing ``image.pixels``, without a float copy of the whole photo
+            with warnings.catch_warnings():  # Pillow's arrays are read-only; torch only reads them here
+                warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+                channels = [torch.from_numpy(image.data[None, :, :, c]) for c in range(3)]
+            x = torch.cat([TF.resize(ch.to(torch.float32).div_(255.0), size, interpolation=mode, antialias=True)
+                           for ch in channels])
         else:
-            x = TF.resize(x, list(self._resized_hw(image.size)), interpolation=mode, antialias=True)
+            x = TF.resize(torch.from_numpy(image.data).permute(2, 0, 1), size, interpolation=mode, antialias=True)
+        if self.crop != "resize":
             x = TF.center_crop(x, list(self.input_hw))
         x = x.clamp_(0.0, 1.0)  # bicubic overshoots; PIL's uint8 pipeline clamps too
         mean = torch.tensor(self.mean, dtype=x.dtype)[:, None, None]

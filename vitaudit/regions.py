@@ -2,7 +2,8 @@
 
 Coordinates are in pixels of the *original* image (x to the right, y down), or fractions of
 its width/height when ``units == "fraction"``. A region is rasterised at the original
-image's size, where every explanation map lives too.
+image's size, where ``Explanation.heatmap`` lives, or at a working resolution below it
+(``Explanation.working``), with the same coordinates scaled.
 
 Coordinates name pixel *edges*: pixel ``(col j, row i)`` covers ``[j, j+1) x [i, i+1)``, so
 the whole image is ``[0, W] x [0, H]``, the box ``((0, 0), (W, H))`` and the polygon with the
@@ -123,7 +124,7 @@ def _units(region: Region) -> str:
     return "" if region.units == "px" else " (fractions)"
 
 
-def _box(region: Region, h: int, w: int) -> np.ndarray:
+def _box(region: Region, h: int, w: int, rh: int, rw: int) -> np.ndarray:
     pts = _points(region, "box")
     if len(pts) != 2:
         raise _err(region, f"box needs 2 corners ((x0, y0), (x1, y1)), got {len(pts)}")
@@ -140,12 +141,16 @@ def _box(region: Region, h: int, w: int) -> np.ndarray:
     if c1 <= c0 or r1 <= r0:
         raise _err(region, f"{desc} covers no pixel once rounded to pixel edges "
                                   f"[{c0}, {r0}, {c1}, {r1}] on a {w}x{h} image")
-    mask = np.zeros((h, w), dtype=bool)
+    if (rh, rw) != (h, w):  # the same edges at the working resolution; never thinner than a pixel
+        kx, ky = rw / w, rh / h
+        c0, r0 = min(_round_edge(c0 * kx), rw - 1), min(_round_edge(r0 * ky), rh - 1)
+        c1, r1 = max(_round_edge(c1 * kx), c0 + 1), max(_round_edge(r1 * ky), r0 + 1)
+    mask = np.zeros((rh, rw), dtype=bool)
     mask[r0:r1, c0:c1] = True
     return mask
 
 
-def _polygon(region: Region, h: int, w: int) -> np.ndarray:
+def _polygon(region: Region, h: int, w: int, rh: int, rw: int) -> np.ndarray:
     from skimage.draw import polygon2mask
 
     pts = _points(region, "polygon")
@@ -157,7 +162,14 @@ def _polygon(region: Region, h: int, w: int) -> np.ndarray:
     sx, sy = (w, h) if region.units == "fraction" else (1, 1)
     # polygon2mask takes (row, col) and tests pixel *centres*, which sit at edge + 0.5.
     rc = np.array([(y * sy - 0.5, x * sx - 0.5) for x, y in pts], dtype=np.float64)
-    mask = polygon2mask((h, w), rc)
+    mask = polygon2mask((h, w), rc) if (rh, rw) == (h, w) else None
+    if mask is None:  # at the working resolution: the vertices scaled, the same centre rule
+        kx, ky = rw / w, rh / h
+        scaled = np.array([(y * sy * ky - 0.5, x * sx * kx - 0.5) for x, y in pts], dtype=np.float64)
+        mask = polygon2mask((rh, rw), scaled)
+        if not mask.any() and polygon2mask((h, w), rc).any():  # thinner than a working pixel
+            r, c = np.clip(np.rint(scaled.mean(axis=0)).astype(int), 0, [rh - 1, rw - 1])
+            mask[r, c] = True
     if not mask.any():
         raise _err(region, f"polygon with {len(pts)} vertices{units} covers no pixel "
                                   f"centre on a {w}x{h} image")
@@ -173,7 +185,7 @@ def _mask_path(region: Region) -> Path:
     return beside if beside.exists() else p
 
 
-def _mask(region: Region, h: int, w: int) -> np.ndarray:
+def _mask(region: Region, h: int, w: int, rh: int, rw: int) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not region.mask_path:
@@ -194,6 +206,10 @@ def _mask(region: Region, h: int, w: int) -> np.ndarray:
                     inside = alpha
     except FileNotFoundError:
         raise _err(region, f"mask file {path} does not exist") from None
+    except Image.DecompressionBombError as e:
+        from .images import too_many_pixels
+
+        raise _err(region, f"mask file {path}: {too_many_pixels(e)}") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise _err(region, f"mask file {path} cannot be read as an image ({e})") from None
     mh, mw = inside.shape[:2]
@@ -202,10 +218,15 @@ def _mask(region: Region, h: int, w: int) -> np.ndarray:
                                   f"a mask must have exactly the image's size")
     if not inside.any():
         raise _err(region, f"mask {path} has no non-zero pixel")
+    if (rh, rw) != (h, w):  # a working pixel is inside when at least half of what it covers is
+        import cv2
+
+        share = cv2.resize(inside.astype(np.float32), (rw, rh), interpolation=cv2.INTER_AREA)
+        inside = share >= 0.5 if (share >= 0.5).any() else share == share.max()
     return inside
 
 
-def rasterize(region: Region, size: tuple[int, int]) -> np.ndarray:
+def rasterize(region: Region, size: tuple[int, int], *, image_size: tuple[int, int] | None = None) -> np.ndarray:
     """Boolean (H, W) mask of ``region`` on an image of ``size == (H, W)``.
 
     Boxes: ``[x0, x1) x [y0, y1)``; fractions are scaled by W/H and rounded to the nearest
@@ -213,23 +234,28 @@ def rasterize(region: Region, size: tuple[int, int]) -> np.ndarray:
     ``polygon2mask``; centres on the outline count). Masks: any PIL image of exactly the
     image's size, EXIF orientation applied, non-zero inside (alpha 0 counts as outside).
     Raises :class:`RegionError` for regions outside the image, empty, or malformed.
+
+    ``image_size``: the original image's (H, W) when ``size`` is a working resolution below
+    it; the region is checked against the original, then drawn at ``size`` (its edges and
+    vertices scaled; a mask pixel is inside when half the pixels it covers are).
     """
-    h, w = _check_size(size)
+    rh, rw = _check_size(size)
+    h, w = _check_size(image_size) if image_size is not None else (rh, rw)
     if region.kind == "box":
-        return _box(region, h, w)
+        return _box(region, h, w, rh, rw)
     if region.kind == "polygon":
-        return _polygon(region, h, w)
+        return _polygon(region, h, w, rh, rw)
     if region.kind == "mask":
-        return _mask(region, h, w)
+        return _mask(region, h, w, rh, rw)
     raise _err(region, f"has unknown kind {region.kind!r} (use box, polygon or mask)")
 
 
-def rasterize_ref(ref: RegionRef, size: tuple[int, int]) -> np.ndarray:
+def rasterize_ref(ref: RegionRef, size: tuple[int, int], *, image_size: tuple[int, int] | None = None) -> np.ndarray:
     """The mask of ``ref.region``, or its complement when ``ref.negate`` (``not R``).
 
     A complement that covers no pixel (the region is the whole image) is a RegionError too.
     """
-    mask = rasterize(ref.region, size)
+    mask = rasterize(ref.region, size, image_size=image_size)
     if not ref.negate:
         return mask
     comp = ~mask

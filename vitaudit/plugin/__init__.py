@@ -28,6 +28,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="device for audit models: auto (CUDA when present), cpu, cuda, cuda:1 ...")
     group.addoption("--audit-batch-size", dest="audit_batch_size", type=int, default=None,
                     help="images per forward pass (default: 8 on CPU, 32 on CUDA)")
+    group.addoption("--audit-max-side", dest="audit_max_side", type=int, default=None, metavar="PX",
+                    help="working resolution: metrics, masks and pictures use maps whose longest side is at "
+                         "most PX (default 1024; 0: the original size)")
     group.addoption("--audit-update-baselines", dest="audit_update_baselines", action="store_true",
                     help="write (or refresh) the stored baseline maps instead of comparing with them")
     group.addoption("--audit-no-report", dest="audit_no_report", action="store_true",
@@ -40,11 +43,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("audit_report", "path of the HTML audit report", default="reports/audit.html")
     parser.addini("audit_device", "device for audit models", default="auto")
     parser.addini("audit_batch_size", "images per forward pass", default="0")
+    parser.addini("audit_max_side", "longest side of the working resolution (0: original size)", default="1024")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for kind in KINDS:
         config.addinivalue_line("markers", f"audit_{kind}: a vitaudit {kind} expectation")
+    _check_device(config)
     audit_session(config)
     if not hasattr(config, "workerinput"):  # the controller, or a single process
         from .collector import Collector
@@ -52,6 +57,19 @@ def pytest_configure(config: pytest.Config) -> None:
         collector = Collector(config)
         config.stash[COLLECTOR_KEY] = collector
         config.pluginmanager.register(collector, "vitaudit-collector")
+
+
+def _check_device(config: pytest.Config) -> None:
+    """A device this machine lacks stops the run with one line, before any item fails on it."""
+    device = config.getoption("audit_device") or config.getini("audit_device") or "auto"
+    if device in ("auto", "cpu"):
+        return  # no torch import for the common cases
+    from vitaudit.models import device_problem
+
+    problem = device_problem(device)
+    if problem is not None:
+        source = "--audit-device" if config.getoption("audit_device") else "the ini key audit_device ="
+        raise pytest.UsageError(f"{source} {device}: {problem}")
 
 
 def pytest_collect_file(file_path, parent: pytest.Collector):

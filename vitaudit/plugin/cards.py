@@ -92,7 +92,7 @@ def panels(session: "AuditSession", file: str, image: str, rgb: np.ndarray, ev: 
     out = []
     for i, (title, e) in enumerate(ev.maps):
         outline = outline_uri(session, (file, image), rgb, ev.mask, region_key) if i == 0 and ev.mask is not None else None
-        uri = overlay_uri(session, (file, image, title), rgb, e.heatmap)
+        uri = overlay_uri(session, (file, image, title), rgb, e.working)
         out.append(Panel(title=title, uri=uri, caption=_caption(e), outline=outline))
     small = small_image(session, (file, image), rgb) if ev.extra_panels else None
     for title, data, kind in ev.extra_panels:
@@ -126,7 +126,7 @@ def model_view(session: "AuditSession", file: str, image: str, rgb: np.ndarray, 
         model=model_key,
         method=title,
         top1=Prediction(label=label, index=index, prob=p),
-        overlay=overlay_uri(session, (file, image, title), rgb, e.heatmap),
+        overlay=overlay_uri(session, (file, image, title), rgb, e.working),
         layer_grid=grid,
         layer_grid_shape=shape,
     )

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from vitaudit.aggregate import ImageValue, merge
+from vitaudit.batching import ItemFailure
 
 from .evaluate import Evaluation, Evaluator
 from .session import AuditFailure, AuditInputError
@@ -133,18 +134,25 @@ class SampleEvaluator(Evaluator):
         if e is None:
             e = self._maps[key] = explanation_of(self.plan.models[ref.model], self.entries[ref.model],
                                                  self.plan.by_ref[key])
+            e.max_side = self.session.max_side  # metrics, masks and pictures use e.working
         return e
 
-    def mask(self, exp: "Expectation", size: tuple[int, int]) -> np.ndarray | None:
+    def mask(self, exp: "Expectation", e: "Explanation") -> np.ndarray | None:
+        """The image's own annotation of the region, at ``e``'s working resolution."""
         from vitaudit.regions import RegionError
 
         if exp.region is None:
             return None
         name = exp.region.region.name
         try:
-            mask = self.sample.regions[name].mask(size)
+            mask = self.sample.regions[name].mask(e.geometry.image_hw)
         except RegionError as exc:
             raise AuditInputError(str(exc)) from None
+        if mask.shape != tuple(e.working_size):  # a photo larger than --audit-max-side
+            import cv2
+
+            h, w = e.working_size
+            mask = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
         if exp.region.negate:
             mask = ~mask
             if not mask.any():
@@ -186,9 +194,16 @@ def measure_shard(evaluator: SampleEvaluator, samples: Sequence["Sample"],
     entries = {key: run_batch(model, [im for _, im in ok], [plan.requests[key]] * len(ok))
                for key, model in plan.models.items()}
     for j, (sample, loaded) in enumerate(ok):
-        evaluator.at(sample, loaded, {key: entries[key][j] for key in entries})
+        mine = {key: entries[key][j] for key in entries}
+        evaluator.at(sample, loaded, mine)
         for exp in plan.active:
             if exp.region is not None and exp.region.region.name not in sample.regions:
+                continue
+            lost = [f"model {k}: {e.message}" for k, e in mine.items()
+                    if isinstance(e, ItemFailure) and k in (exp.model, *(r.model for r in exp.maps))]
+            if lost:  # did not fit on the device even alone: not met, and said why
+                out.values[exp.id].append(ImageValue(sample.index, sample.name, None, False, sample.label,
+                                                     "; ".join(lost)))
                 continue
             out.values[exp.id].append(_measure(evaluator, exp, sample))
     return out

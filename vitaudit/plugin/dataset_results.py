@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from vitaudit.aggregate import by_group, histogram, verdict, worst_and_best
+from vitaudit.batching import ItemFailure
 from vitaudit.results import AggregateView, ClassRow, Example, Panel
 
 if TYPE_CHECKING:
@@ -111,7 +112,10 @@ def _examples(item: "AggregateItem", audit_file: "AuditFile", run: "DatasetRun",
                    for key, model in plan.models.items()}
         pictures = {}
         for j, (sample, loaded) in enumerate(ok):
-            sample_ev.at(sample, loaded, {key: entries[key][j] for key in entries})
+            mine = {key: entries[key][j] for key in entries}
+            if any(isinstance(e, ItemFailure) for e in mine.values()):
+                continue  # did not fit on the device: no picture
+            sample_ev.at(sample, loaded, mine)
             key = f"{exp.dataset}/{sample.name}"
             rgb = loaded.to_uint8()
             if not exp.maps:  # a prediction: the picture itself

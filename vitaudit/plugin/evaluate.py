@@ -47,7 +47,7 @@ def fmt(x: float) -> str:
 class Evaluator:
     """Evaluates the expectations of one parsed audit file within a session."""
 
-    #: Explanations kept at hand (with their full-size heat maps): the expectations of one image
+    #: Explanations kept at hand (with their working-size maps): the expectations of one image
     #: share maps, and items of an image run one after another.
     KEEP = 16
 
@@ -82,6 +82,7 @@ class Evaluator:
                         cache=self.session.cache)
         except (ExplainerError, LabelError, ValueError) as exc:
             raise AuditInputError(f"{ref.label}: {exc}") from None
+        e.max_side = self.session.max_side  # metrics, masks and pictures use e.working
         self._recent[key] = e
         while len(self._recent) > self.KEEP:
             self._recent.popitem(last=False)
@@ -95,7 +96,7 @@ class Evaluator:
         runs once, in batches, with only a batch of maps waiting in the cache. In an xdist
         worker, which runs only some of the items, just the image at hand.
         """
-        from vitaudit.engine import default_batch_size, prefetch
+        from vitaudit.engine import BatchFailed, default_batch_size, prefetch
 
         done = self.session.prefetched
         if (self.spec.path, model_key, image_key) in done:
@@ -116,7 +117,10 @@ class Evaluator:
                 continue
             requests.append(plan[k])
         if images:
-            prefetch(model, images, requests, batch_size=size, cache=self.session.cache)
+            try:
+                prefetch(model, images, requests, batch_size=size, cache=self.session.cache)
+            except BatchFailed:  # images too large for the device even alone: their items report it
+                pass
 
     def _plan(self, model_key: str, model: "AuditModel") -> dict[str, list]:
         """Per image (file order), the distinct maps this file's expectations want of a model."""
@@ -165,11 +169,15 @@ class Evaluator:
             raise AuditInputError(f"target {label!r} is a group of {len(idx)} classes; a map explains one class")
         return idx[0]
 
-    def mask(self, exp: "Expectation", size: tuple[int, int]) -> np.ndarray | None:
-        return None if exp.region is None else self.session.mask(exp.region, size)
+    def mask(self, exp: "Expectation", e: "Explanation") -> np.ndarray | None:
+        """The expectation's region at ``e``'s working resolution."""
+        if exp.region is None:
+            return None
+        return self.session.mask(exp.region, e.working_size, e.geometry.image_hw)
 
     # ------------------------------------------------------------- dispatch
     def evaluate(self, exp: "Expectation") -> Evaluation:
+        from vitaudit.engine import BatchFailed
         from vitaudit.metrics import MetricError, NoSignalError
 
         handler = getattr(self, f"_{exp.kind}")
@@ -178,6 +186,8 @@ class Evaluator:
                 store = value_baselines.store_for(self.session, self.spec.path)
                 return value_baselines.evaluate_relative(exp, store, handler)
             return handler(exp)
+        except BatchFailed as exc:  # out of device memory even for this image alone
+            raise AuditInputError(str(exc)) from None
         except NoSignalError as exc:  # the model's map is empty: the expectation is not met
             raise AuditFailure(f"{exp.metric}: {exc}") from None
         except MetricError as exc:
@@ -240,14 +250,16 @@ class Evaluator:
 
         ref = exp.maps[0]
         e = self.explanation(ref, exp.image)
-        hm = e.heatmap
-        mask = self.mask(exp, hm.shape)
+        hm = e.working
+        mask = self.mask(exp, e)
         region = exp.region.label
         maps = [(ref.label, e)]
         if exp.metric == "pointing_game":
             tol = float(exp.option("within", 0.0))
-            hit = metrics.pointing_game(hm, mask, tolerance=tol)
-            peak = np.unravel_index(np.nanargmax(hm), hm.shape)
+            sx, sy = e.scale
+            hit = metrics.pointing_game(hm, mask, tolerance=tol * (sx + sy) / 2)  # in working pixels
+            row, col = np.unravel_index(np.nanargmax(hm), hm.shape)
+            peak = (int((row + 0.5) / sy), int((col + 0.5) / sx))  # in original pixels
             within = f" within {fmt(tol)} px" if tol else ""
             want_hit = exp.op != "misses"
             return Evaluation(hit == want_hit, 1.0 if hit else 0.0,
@@ -275,7 +287,7 @@ class Evaluator:
 
         a, b = (self.explanation(ref, exp.image) for ref in exp.maps)
         by = str(exp.option("by", "pearson"))
-        value = metrics.similarity(a.heatmap, b.heatmap, by)
+        value = metrics.similarity(a.working, b.working, by)
         labels = [ref.label for ref in exp.maps]
         return Evaluation(self.verdict(exp, value), value,
                           f"agreement ({by}) of {labels[0]} and {labels[1]} = {fmt(value)} (expected {self.expected(exp)})",
@@ -289,8 +301,8 @@ class Evaluator:
         e = self.explanation(ref, exp.image)
         path = baselines.path_for(self.spec.path, self.baseline_key(exp), ref)
         if self.session.update_baselines:
-            baselines.save(path, e.heatmap)
-            return Evaluation(True, None, f"baseline written to {baselines.shown(path)}", maps=[(ref.label, e)],
+            done = "written to" if baselines.save(path, e.working) else "already up to date at"
+            return Evaluation(True, None, f"baseline {done} {baselines.shown(path)}", maps=[(ref.label, e)],
                               note="written by --audit-update-baselines")
         stored = baselines.load(path)
         if stored is None:
@@ -298,7 +310,7 @@ class Evaluator:
                 f"no baseline for {ref.label} on '{self.baseline_key(exp)}' at {baselines.shown(path)}; create it with: "
                 f"pytest {baselines.shown(self.spec.path)} --audit-update-baselines"
             )
-        current = metrics.resize_map(e.heatmap, stored.shape)
+        current = metrics.resize_map(e.working, stored.shape)
         by = str(exp.option("by", "pearson"))
         value = metrics.similarity(current, stored, by)
         return Evaluation(self.verdict(exp, value), value,
@@ -348,11 +360,12 @@ class Evaluator:
         r = explain(randomized, self.image(exp.image), (ref.method, dict(ref.options)), target=e.target,
                     cache=self.session.cache)
         by = str(exp.option("by", "spearman"))
+        r.max_side = self.session.max_side
         if r.no_signal:
             value = 0.0
             note = "the re-initialised model's map has no signal at all"
         else:
-            value = metrics.similarity(e.heatmap, r.heatmap, by)
+            value = metrics.similarity(e.working, r.working, by)
             note = ""
         return Evaluation(self.verdict(exp, value), value,
                           f"similarity ({by}) to the map after re-initialising {', '.join(names)} = {fmt(value)} "

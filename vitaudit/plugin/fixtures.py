@@ -169,7 +169,7 @@ class AuditRecorder:
             image_uri = cards.image_uri(self.session, key, rgb)
             for i, e in enumerate(maps):
                 title = f"{e.model_name}.{e.method}@{e.target}"
-                uri = cards.overlay_uri(self.session, key + (title,), rgb, e.heatmap)
+                uri = cards.overlay_uri(self.session, key + (title,), rgb, e.working)
                 outline = (cards.outline_uri(self.session, key, rgb, mask, ("mask", len(self.item.vitaudit_results)))
                            if i == 0 and mask is not None else None)
                 panels.append(Panel(title=f"{e.model_name}.{e.method}", uri=uri, caption=f"explains {e.target_label!r}",

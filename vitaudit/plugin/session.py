@@ -67,6 +67,20 @@ def worker_device(config: pytest.Config) -> str:
     return device
 
 
+def max_side(config: pytest.Config) -> int | None:
+    """``--audit-max-side`` (ini ``audit_max_side``): the working resolution's longest side; 0: full size."""
+    given = config.getoption("audit_max_side")
+    if given is None:  # the ini default is vitaudit.explanation.DEFAULT_MAX_SIDE (not imported: no torch here)
+        given = config.getini("audit_max_side") or "1024"
+    try:
+        value = int(given)
+    except ValueError:
+        raise pytest.UsageError(f"--audit-max-side must be a whole number of pixels (0: full size), got {given!r}") from None
+    if value < 0 or 0 < value < 32:
+        raise pytest.UsageError(f"--audit-max-side must be 0 (full size) or at least 32 pixels, got {value}")
+    return value or None
+
+
 class AuditSession:
     """Per-process resources for audits; created at configure time, filled lazily."""
 
@@ -77,6 +91,7 @@ class AuditSession:
         self.batch_size = int(config.getoption("audit_batch_size") or config.getini("audit_batch_size") or 0) or None
         self.update_baselines = bool(config.getoption("audit_update_baselines"))
         self.pictures = not config.getoption("audit_no_report")
+        self.max_side = max_side(config)
         self.outbox = Outbox()
         self.lock = threading.RLock()
         self._models: dict[tuple, Any] = {}
@@ -136,6 +151,9 @@ class AuditSession:
                 model_kwargs=dict(decl.model_kwargs),
             )
         except WeightsUnavailable as exc:
+            from vitaudit.models import family_of
+
+            info["family"] = family_of(decl.name, dict(decl.model_kwargs))  # known from the name
             info["error"] = f"skipped: {exc}"
             self.outbox.models.append(info)
             return exc
@@ -166,16 +184,17 @@ class AuditSession:
             raise AuditInputError(f"{decl.file}:{decl.line}: image '{decl.key}': {loaded}")
         return loaded
 
-    def mask(self, ref, size: tuple[int, int]) -> "np.ndarray":
+    def mask(self, ref, size: tuple[int, int], image_size: tuple[int, int] | None = None) -> "np.ndarray":
+        """``ref`` drawn at ``size``; ``image_size``: the original's, when ``size`` is a working resolution."""
         from vitaudit.regions import RegionError, rasterize_ref
 
         def draw() -> Any:
             try:
-                return rasterize_ref(ref, size)
+                return rasterize_ref(ref, size, image_size=image_size)
             except RegionError as exc:
                 return exc
 
-        mask = self._recent(self._masks, (ref, size), draw, self.KEEP_MASKS)
+        mask = self._recent(self._masks, (ref, size, image_size), draw, self.KEEP_MASKS)
         if isinstance(mask, BaseException):
             raise AuditInputError(str(mask))
         return mask

@@ -18,7 +18,7 @@ from .model import Label, MapRef, Relative
 if TYPE_CHECKING:
     from .yamlload import YNode
 
-NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
+NAME = r"[^\W\d][\w-]*"  # letters (any script), digits, _ and -, not starting with a digit or -
 NAME_RE = re.compile(rf"^{NAME}$")
 _NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 

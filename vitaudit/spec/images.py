@@ -98,6 +98,10 @@ def _image_file(ctx: Ctx, node: YNode, what: str = "image") -> tuple[str, tuple[
         with Image.open(path) as img:
             size = img.size
             orientation = img.getexif().get(0x0112, 1)
+    except Image.DecompressionBombError as exc:
+        from vitaudit.images import too_many_pixels
+
+        raise SentenceError(f"{what} file {rel}: {too_many_pixels(exc)}", node.line) from None
     except Exception as exc:  # noqa: BLE001 - any decoding problem means "not an image"
         raise SentenceError(f"{what} file is not a readable image: {rel} ({type(exc).__name__})", node.line) from None
     return path, (size if orientation in (1, None) else None)
