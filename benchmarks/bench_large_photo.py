@@ -98,7 +98,7 @@ def main() -> None:
         doc = json.loads((folder / "reports" / "audit.json").read_text())
         values = {r["id"] if "id" in r else r["text"]: r.get("value") for r in doc["expectations"]}
     print(f"photo {W}x{H} JPEG ({photo.name}), EfficientNet-Lite0, 5 expectations; pytest exit code {int(code)}")
-    print(f"| | time | peak RSS |\n|---|---:|---:|")
+    print("| | time | peak RSS |\n|---|---:|---:|")
     print(f"| reference: import + load model + decode + plain forward | {ref_s:.2f} s | {ref_kb / 1024:.0f} MB |")
     print(f"| pytest on the audit (maps, metrics, report) | {run_s:.2f} s | {run_kb / 1024:.0f} MB |")
     print(f"| ratio | {run_s / ref_s:.2f}x | |")

@@ -6,7 +6,6 @@ import json
 import shutil
 import xml.etree.ElementTree as ET
 
-import pytest
 
 from test_compare import row
 from test_plugin import line_of, project, report, write_audit  # noqa: F401  (the same tiny-model project)

@@ -248,7 +248,7 @@ def test_prediction_verdicts_follow_the_probabilities(pytester, truth):
     result = run_and_check(pytester, items)
     out = result.stdout.str()
     assert f"failed: expected top-1 '{second}'; top-1 is '{first}' (p={p1:.3f})" in out
-    assert f"best rank 2" in out
+    assert "best rank 2" in out
 
 
 def test_localisation_verdicts_follow_the_map_and_the_region(pytester, truth):
