@@ -58,7 +58,7 @@ import vitaudit
 from vitaudit.images import load_image
 start = time.perf_counter()
 specs, device, batch, root = sys.argv[1].split(","), sys.argv[2], int(sys.argv[3]), sys.argv[4]
-kwargs = {{}} if not sys.argv[5:] else {{"pretrained": False, "num_classes": 5}}
+kwargs = {} if not sys.argv[5:] else {"pretrained": False, "num_classes": 5}
 models = [vitaudit.load_model(s, device=device, **kwargs) for s in specs]
 files = sorted(glob.glob(root + "/clean/*/*.png"))
 with ThreadPoolExecutor(4) as pool:
@@ -124,6 +124,8 @@ def run_size(tmp: Path, n: int, args: argparse.Namespace, gpu: bool = False) -> 
         audits.append(measured(audit_cmd))
     ref = min(refs, key=lambda r: r[0])
     aud = min(audits, key=lambda r: r[0])
+    if ref[2] != 0:
+        raise SystemExit(f"the reference failed (exit {ref[2]}): {' '.join(ref_cmd[:2])} ...")
     if aud[2] != 0:
         raise SystemExit(f"the audit failed (exit {aud[2]}): {' '.join(audit_cmd)}")
     html = report.stat().st_size / 2**20

@@ -200,10 +200,13 @@ def _pair(a: Any, b: Any, measure: str) -> tuple[np.ndarray, np.ndarray]:
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two maps over the pixels seen in both, in [-1, 1]."""
-    from scipy.stats import pearsonr
-
     x, y = _pair(a, b, "pearson")
-    return float(pearsonr(x, y).statistic)
+    # The textbook formula in float64 (scipy's pearsonr gives the same to ~1e-15 and costs ten
+    # times as much, which shows when a dataset asks it for every image).
+    x = x - x.mean()
+    y = y - y.mean()
+    r = float(np.dot(x, y) / np.sqrt(np.dot(x, x) * np.dot(y, y)))
+    return max(-1.0, min(1.0, r))
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

@@ -11,6 +11,8 @@ part of the map outside the crop is NaN ("not seen"), never zero.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import math
 import warnings
 from dataclasses import dataclass
@@ -125,8 +127,10 @@ class Preprocessing:
         return (x - mean) / std, self.geometry(image.size)
 
 
+@lru_cache(maxsize=256)
 def _axis_weights(n_out: int, lo: float, hi: float, n_grid: int) -> tuple[np.ndarray, np.ndarray]:
-    """Linear-interpolation weights (n_out, n_grid) mapping grid cells onto output pixels.
+    """Linear-interpolation weights (n_out, n_grid) mapping grid cells onto output pixels (read-only:
+    kept per geometry, since every image of a dataset usually shares one).
 
     Output pixel ``i`` (centre ``i + 0.5``) inside ``[lo, hi)`` samples the grid at
     ``(i + 0.5 - lo) / (hi - lo) * n_grid - 0.5`` (half-pixel centres, edges clamped; the same
@@ -143,6 +147,8 @@ def _axis_weights(n_out: int, lo: float, hi: float, n_grid: int) -> tuple[np.nda
     rows = np.arange(n_out)
     weights[rows, left] = 1.0 - frac
     weights[rows, right] += frac  # at the clamped last cell left == right and the weights add to 1
+    weights.flags.writeable = False
+    inside.flags.writeable = False
     return weights, inside
 
 

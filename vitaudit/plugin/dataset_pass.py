@@ -109,6 +109,7 @@ class SampleEvaluator(Evaluator):
         self.loaded: "LoadedImage | None" = None
         self.entries: dict[str, Any] = {}
         self._maps: dict[tuple, "Explanation"] = {}
+        self._region_masks: dict[tuple, np.ndarray] = {}
 
     def evaluate(self, exp: "Expectation") -> Evaluation:
         # A relative threshold belongs to the aggregate (see dataset_items), never to one image.
@@ -117,7 +118,7 @@ class SampleEvaluator(Evaluator):
         return super().evaluate(exp)
 
     def at(self, sample: "Sample", loaded: "LoadedImage", entries: dict[str, Any]) -> None:
-        self.sample, self.loaded, self.entries, self._maps = sample, loaded, entries, {}
+        self.sample, self.loaded, self.entries, self._maps, self._region_masks = sample, loaded, entries, {}, {}
 
     # The resources of the image at hand, instead of a declared image's.
     def image(self, key: str):
@@ -144,15 +145,19 @@ class SampleEvaluator(Evaluator):
         if exp.region is None:
             return None
         name = exp.region.region.name
-        try:
-            mask = self.sample.regions[name].mask(e.geometry.image_hw)
-        except RegionError as exc:
-            raise AuditInputError(str(exc)) from None
-        if mask.shape != tuple(e.working_size):  # a photo larger than --audit-max-side
-            import cv2
+        key = (name, tuple(e.working_size))
+        mask = self._region_masks.get(key)  # the image's expectations share its masks
+        if mask is None:
+            try:
+                mask = self.sample.regions[name].mask(e.geometry.image_hw)
+            except RegionError as exc:
+                raise AuditInputError(str(exc)) from None
+            if mask.shape != tuple(e.working_size):  # a photo larger than --audit-max-side
+                import cv2
 
-            h, w = e.working_size
-            mask = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
+                h, w = e.working_size
+                mask = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
+            self._region_masks[key] = mask
         if exp.region.negate:
             mask = ~mask
             if not mask.any():
