@@ -1,0 +1,68 @@
+"""The dataset pass as a library function: shards measured in any order merge to the whole pass,
+which is what lets a distributed engine spread one dataset over workers."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from vitaudit.aggregate import merge
+from vitaudit.plugin.dataset_pass import Plan, SampleEvaluator, decoded, measure_shard, run_dataset
+from vitaudit.plugin.evaluate import Evaluator
+from vitaudit.plugin.session import AuditSession
+from vitaudit.spec import parse_audit_file
+
+SCENES = Path(__file__).resolve().parent.parent / "audits" / "datasets" / "scenes"
+
+
+@pytest.fixture(scope="module")
+def evaluator(tmp_path_factory) -> Evaluator:
+    root = tmp_path_factory.mktemp("pass")
+    (root / "audit_p.yaml").write_text(textwrap.dedent(f"""\
+        models:
+          vit: {{name: "fixture:vit-scenes"}}
+          cnn: {{name: "fixture:resnet-scenes"}}
+        datasets:
+          scenes:
+            folder: {SCENES}/clean
+            labels: folders
+            sample: 24
+            regions:
+              object: {{mask: "{SCENES}/masks/{{stem}}.png"}}
+        expect:
+          - scenes: vit accuracy > 0.5
+          - scenes: mean vit.rollout mass in object > 0.1
+          - scenes: cnn.gradcam pointing game hits object for 50% of images
+          - scenes: agreement(vit.attention, cnn.gradcam) > 0 for 50% of images
+        """))
+    spec = parse_audit_file(root / "audit_p.yaml")
+    assert spec.errors == ()
+    options = {"audit_no_report": True}
+    config = SimpleNamespace(getoption=lambda name, default=None: options.get(name, default),
+                             getini=lambda name: {"audit_max_side": "1024"}.get(name, ""), rootpath=root,
+                             pluginmanager=None, invocation_params=SimpleNamespace(dir=root))
+    return Evaluator(spec, AuditSession(config))
+
+
+def test_shards_in_any_order_merge_to_the_whole_pass(evaluator: Evaluator) -> None:
+    spec = evaluator.spec
+    dataset = spec.datasets["scenes"]
+    exps = list(spec.expectations)
+    whole = run_dataset(evaluator, dataset, exps, batch_size=8)
+    assert whole.unreadable == [] and whole.problems == {}
+    assert {k: len(v) for k, v in whole.values.items()} == {e.id: 24 for e in exps}
+
+    plan = Plan(evaluator, exps)
+    sample_ev = SampleEvaluator(evaluator, plan, dataset)
+    shards = []
+    for samples, images in decoded(dataset.samples, 5):  # other batch boundaries than the pass's
+        shards.append(measure_shard(sample_ev, samples, images))
+    shards.reverse()  # as a distributed engine may hand them back
+    for exp in exps:
+        merged = merge(*(s.values[exp.id] for s in shards))
+        assert [v.image for v in merged] == [v.image for v in whole.values[exp.id]]
+        for a, b in zip(merged, whole.values[exp.id]):
+            assert a.passed == b.passed
+            assert a.value == pytest.approx(b.value, abs=1e-6)
