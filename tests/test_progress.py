@@ -9,9 +9,11 @@ from vitaudit.plugin.progress import Progress, progress_line
 
 
 class Reporter:
-    def __init__(self, tty: bool):
+    def __init__(self, tty: bool, open_line: int = 0):
         self.isatty = tty
         self.out: list[tuple[str, str]] = []
+        self._tw = SimpleNamespace(width_of_current_line=open_line)
+        self.currentfspath = None
 
     def ensure_newline(self) -> None:
         self.out.append(("newline", ""))
@@ -70,8 +72,9 @@ def test_not_a_terminal_gets_a_line_every_interval() -> None:
     progress.close(1000, 1000)
     lines = [text for kind, text in reporter.out if kind == "line"]
     assert lines == ["audit_x.yaml::scenes: 100/1000 images, 28.6 images/s, 32s left",
-                     "audit_x.yaml::scenes: 410/1000 images, 30.1 images/s, 20s left",  # 10 s after the first
-                     "audit_x.yaml::scenes: 800/1000 images, 33.3 images/s, 6s left",
+                     # 10 s after the first line; the rate counts from the first batch (310 in 10.1 s)
+                     "audit_x.yaml::scenes: 410/1000 images, 30.7 images/s, 19s left",
+                     "audit_x.yaml::scenes: 800/1000 images, 34.1 images/s, 6s left",
                      "audit_x.yaml::scenes: 1000/1000 images, 33.3 images/s in 30s"]
     assert reporter.out[0] == ("newline", "")  # pytest's line of dots is ended first
     assert capture.suspended == 4
@@ -94,3 +97,11 @@ def test_xdist_workers_and_quiet_runs_show_nothing() -> None:
         progress(10, 100)
         progress.close(100, 100)
         assert reporter.out == []
+
+
+def test_a_line_of_dots_left_open_by_an_earlier_pass_is_ended_first() -> None:
+    progress, reporter, _, now = make(tty=False)
+    reporter._tw.width_of_current_line = 12  # "............" after the previous dataset's line
+    now[0] = 4.0
+    progress(10, 100)
+    assert reporter.out[:2] == [("write", "\n"), ("line", "audit_x.yaml::scenes: 10/100 images, 2.5 images/s, 36s left")]

@@ -21,9 +21,10 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def progress_line(what: str, done: int, total: int, elapsed: float) -> str:
-    """``scenes: 512/1000 images, 85.3 images/s, 6s left``."""
-    rate = done / elapsed if elapsed > 0 else 0.0
+def progress_line(what: str, done: int, total: int, elapsed: float, rate: float | None = None) -> str:
+    """``scenes: 512/1000 images, 85.3 images/s, 6s left`` (``rate`` defaults to the average)."""
+    if rate is None:
+        rate = done / elapsed if elapsed > 0 else 0.0
     left = (total - done) / rate if rate > 0 else float("nan")
     tail = f", {_fmt_time(left)} left" if done < total and rate > 0 else f" in {_fmt_time(elapsed)}"
     return f"{what}: {done}/{total} images, {rate:.1f} images/s{tail}"
@@ -41,6 +42,7 @@ class Progress:
         self.clock = clock
         self.start = clock()
         self.last = None  # when the last line was written
+        self.first: tuple[float, int] | None = None  # (time, images done) at the first batch
         self.shown = False
         self.reporter: Any = config.pluginmanager.get_plugin("terminalreporter")
         self.capture: Any = config.pluginmanager.get_plugin("capturemanager")
@@ -50,13 +52,17 @@ class Progress:
 
     def __call__(self, done: int, total: int) -> None:
         now = self.clock()
+        if self.first is None:  # the rate counts from the first batch done, after models loaded
+            self.first = (now, done)
         elapsed = now - self.start
         if self.quiet or elapsed < self.delay or done >= total:
             return
         if self.last is not None and now - self.last < (0.5 if self.tty else self.interval):
             return
         self.last = now
-        self._write(progress_line(self.what, done, total, elapsed), final=False)
+        t0, d0 = self.first
+        rate = (done - d0) / (now - t0) if now > t0 and done > d0 else None
+        self._write(progress_line(self.what, done, total, elapsed, rate), final=False)
 
     def close(self, done: int, total: int) -> None:
         """Say how the pass ended, if progress was shown at all."""
@@ -68,7 +74,7 @@ class Progress:
         suspend = self.capture.global_and_fixture_disabled() if self.capture is not None else _null()
         with suspend:
             if not self.shown:
-                tr.ensure_newline()
+                _end_line(tr)
             self.shown = True
             if self.tty:
                 tr.rewrite(line, erase=True)
@@ -76,6 +82,17 @@ class Progress:
                     tr.write("\n")
             else:
                 tr.write_line(line)
+
+
+def _end_line(tr: Any) -> None:
+    """End pytest's line of progress dots, if one is open (``ensure_newline`` only knows about a
+    line that began with a file name, not one a pass before this interrupted)."""
+    tw = getattr(tr, "_tw", None)
+    if tw is not None and getattr(tw, "width_of_current_line", 0):
+        tr.write("\n")
+        tr.currentfspath = None
+    else:
+        tr.ensure_newline()
 
 
 class _null:
