@@ -66,3 +66,36 @@ def test_shards_in_any_order_merge_to_the_whole_pass(evaluator: Evaluator) -> No
         for a, b in zip(merged, whole.values[exp.id]):
             assert a.passed == b.passed
             assert a.value == pytest.approx(b.value, abs=1e-6)
+
+
+def test_an_image_that_never_fits_the_device_is_not_met_with_the_cause(evaluator: Evaluator, monkeypatch) -> None:
+    """Out-of-memory is injected for every batch holding one image: the others are measured in
+    smaller batches, and that image counts as not met, saying why (no other image is lost)."""
+    import torch
+
+    import vitaudit.engine as engine
+    from vitaudit.batching import BATCH_SIZES
+
+    spec = evaluator.spec
+    dataset = spec.datasets["scenes"]
+    victim = dataset.samples[5].path
+    real = engine._run_batch
+
+    def flaky(model, images, *args, **kwargs):
+        if any(im.source == victim for im in images):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(model, images, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "_run_batch", flaky)
+    BATCH_SIZES.clear()
+    try:
+        run = run_dataset(evaluator, dataset, list(spec.expectations), batch_size=8)
+    finally:
+        BATCH_SIZES.clear()
+    for exp in spec.expectations:
+        values = run.values[exp.id]
+        assert len(values) == 24
+        lost = [v for v in values if v.error is not None]
+        assert [v.index for v in lost] == [5], exp.id
+        assert lost[0].passed is False and lost[0].value is None
+        assert "out of memory even for a batch of 1 (batch sizes tried: " in lost[0].error
