@@ -105,7 +105,7 @@ def run_size(tmp: Path, n: int, args: argparse.Namespace, gpu: bool = False) -> 
         models = dict(vit="vit_base_patch16_224", cnn="resnet50", accuracy="vit top1 is not 0 for 1% of images",
                       vit_extra=", pretrained: false, num_classes: 5, model_kwargs: {img_size: 224}",
                       cnn_extra=", pretrained: false, num_classes: 5")
-        device, batch = "cuda", 128
+        device, batch = args.gpu_device, 128
     else:
         models = dict(vit="fixture:vit-scenes", cnn="fixture:resnet-scenes", accuracy="vit accuracy > 0.0",
                       vit_extra="", cnn_extra="")
@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     p.add_argument("--repeat", type=int, default=1, help="runs of each side; the fastest counts")
     p.add_argument("--gpu", action="store_true", help="also ViT-B/16 + ResNet-50 on 2,000 images on CUDA")
+    p.add_argument("--gpu-device", default="cuda", help=argparse.SUPPRESS)  # "cpu": a smoke run of that case
+    p.add_argument("--gpu-images", type=int, default=2000, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="vitaudit-bench-") as d:
@@ -150,10 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.gpu:
             import torch
 
-            if not torch.cuda.is_available():
+            if args.gpu_device.startswith("cuda") and not torch.cuda.is_available():
                 raise SystemExit("--gpu: no CUDA device here")
-            row = run_size(tmp, 2000, args, gpu=True)
-            print(_row(row, f"ViT-B/16 + ResNet-50, {torch.cuda.get_device_name(0)}"), flush=True)
+            row = run_size(tmp, args.gpu_images, args, gpu=True)
+            card = torch.cuda.get_device_name(0) if args.gpu_device.startswith("cuda") else args.gpu_device
+            print(_row(row, f"ViT-B/16 + ResNet-50, {card}"), flush=True)
     if len(rows) > 1:
         growth = rows[-1]["audit_rss"] - rows[0]["audit_rss"]
         print(f"peak RSS growth {rows[0]['n']:,} -> {rows[-1]['n']:,} images: {growth:+.0f} MB (goal <= 150 MB); "
