@@ -201,8 +201,14 @@ def _pair(a: Any, b: Any, measure: str) -> tuple[np.ndarray, np.ndarray]:
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two maps over the pixels seen in both, in [-1, 1]."""
     x, y = _pair(a, b, "pearson")
-    # The textbook formula in float64 (scipy's pearsonr gives the same to ~1e-15 and costs ten
-    # times as much, which shows when a dataset asks it for every image).
+    return pearson_values(x, y)
+
+
+def pearson_values(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation of two float64 vectors that are not constant, in [-1, 1].
+
+    The textbook formula (scipy's ``pearsonr`` gives the same to ~1e-15 and costs ten times as
+    much, which shows when a dataset asks for it on every image)."""
     x = x - x.mean()
     y = y - y.mean()
     r = float(np.dot(x, y) / np.sqrt(np.dot(x, x) * np.dot(y, y)))

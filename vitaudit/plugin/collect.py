@@ -56,7 +56,9 @@ class AuditFile(pytest.File):
 
     def dataset_run(self, key: str):
         """The pass over dataset ``key`` for every expectation of this file on it (run once)."""
-        runs = self.__dict__.setdefault("_dataset_runs", {})
+        runs = getattr(self, "_dataset_runs", None)
+        if runs is None:
+            runs = self._dataset_runs = {}
         if key not in runs:
             from .dataset_pass import run_dataset
             from .progress import Progress
@@ -152,14 +154,15 @@ class AuditItem(_Reported):
         if not evaluation.passed:
             raise AuditFailure(self.failure_sentence(evaluation))
 
+    def models_said(self) -> str:
+        """``, model vit = fixture:vit-scenes; cnn = ...`` for the failure sentence's context."""
+        spec = self.parent.parent.spec
+        models = [f"{k} = {spec.models[k].name}" for k in self.expectation.model_keys if k in spec.models]
+        return f", model {'; '.join(models)}" if models else ""
+
     def failure_sentence(self, evaluation) -> str:
         exp = self.expectation
-        models = []
-        spec = self.parent.parent.spec
-        for key in dict.fromkeys([exp.model] + [m.model for m in exp.maps]):
-            if key is not None and key in spec.models:
-                models.append(f"{key} = {spec.models[key].name}")
-        context = f"image '{exp.image}'" + (f", model {'; '.join(models)}" if models else "")
+        context = f"image '{exp.image}'" + self.models_said()
         note = f"; {evaluation.note}" if evaluation.note and not evaluation.note.startswith("curve") else ""
         return f"{self.where()}: {exp.text!r} failed: {evaluation.summary} [{context}{note}]"
 

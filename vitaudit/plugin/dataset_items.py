@@ -123,7 +123,7 @@ class AggregateItem(AuditItem):
             raise AuditFailure(f"{self.where()}: {exp.text!r} failed: {unreadable} "
                                "(or add on_error: skip to the dataset to count them out)")
         if not v.passed:
-            raise AuditFailure(self.failure_sentence(run, values, v, exp))
+            raise AuditFailure(self.aggregate_sentence(run, values, v, exp))
 
     def _key(self) -> str:
         from .value_baselines import key_for
@@ -155,8 +155,8 @@ class AggregateItem(AuditItem):
         more = f" and {len(bad) - NAMED} more" if len(bad) > NAMED else ""
         return f"{len(bad)} image{'s' if len(bad) != 1 else ''} of dataset '{run.dataset.key}' could not be read: {named}{more}"
 
-    def failure_sentence(self, run: "DatasetRun", values: list["ImageValue"], v: "Verdict",  # type: ignore[override]
-                         exp: "Expectation") -> str:
+    def aggregate_sentence(self, run: "DatasetRun", values: list["ImageValue"], v: "Verdict",
+                           exp: "Expectation") -> str:
         from vitaudit.aggregate import worst_and_best
 
         from .evaluate import fmt
@@ -184,11 +184,8 @@ class AggregateItem(AuditItem):
         if v.n_missing:
             first = next(x for x in values if x.value is None)
             said += f"; {v.n_missing} without a value (first: {first.image}: {first.error})"
-        spec = self.parent.parent.spec
-        models = [f"{k} = {spec.models[k].name}" for k in dict.fromkeys([exp.model] + [m.model for m in exp.maps])
-                  if k is not None and k in spec.models]
         context = f"dataset '{exp.dataset}'" + (f", class '{self.group}'" if self.group is not None else "")
-        context += f", model {'; '.join(models)}" if models else ""
+        context += self.models_said()
         return f"{self.where()}: {exp.text!r} failed: {said} [{context}]"
 
     def _counted(self, run: "DatasetRun", n: int) -> str:

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import numpy as np
 import pytest
 
-from vitaudit.aggregate import ImageValue, merge
+from vitaudit.aggregate import OPS, ImageValue, merge
 from vitaudit.batching import ItemFailure
+from vitaudit.metrics import pearson_values
 
-from .evaluate import OPS, Evaluation, Evaluator
+from .evaluate import Evaluation, Evaluator
 from .session import AuditFailure, AuditInputError
 
 if TYPE_CHECKING:
@@ -74,9 +75,8 @@ class Plan:
         self.problems: dict[str, BaseException] = {}
         self.models: dict[str, Any] = {}
         for exp in self.expectations:
-            keys = [k for k in dict.fromkeys([exp.model] + [r.model for r in exp.maps]) if k]
             try:
-                for key in keys:
+                for key in exp.model_keys:
                     if key not in self.models:
                         self.models[key] = evaluator.model(key)
                         self.requests.setdefault(key, [])
@@ -94,7 +94,7 @@ class Plan:
             except (AuditInputError, pytest.skip.Exception) as exc:
                 self.problems[exp.id] = exc
         self.active = [e for e in self.expectations if e.id not in self.problems]
-        used = {k for e in self.active for k in [e.model] + [r.model for r in e.maps] if k}
+        used = {k for e in self.active for k in e.model_keys}
         self.models = {k: m for k, m in self.models.items() if k in used}
 
 
@@ -207,7 +207,7 @@ def measure_shard(evaluator: SampleEvaluator, samples: Sequence["Sample"],
             if exp.region is not None and exp.region.region.name not in sample.regions:
                 continue
             lost = [f"model {k}: {e.message}" for k, e in mine.items()
-                    if isinstance(e, ItemFailure) and k in (exp.model, *(r.model for r in exp.maps))]
+                    if isinstance(e, ItemFailure) and k in exp.model_keys]
             if lost:  # did not fit on the device even alone: not met, and said why
                 out.values[exp.id].append(ImageValue(sample.index, sample.name, None, False, sample.label,
                                                      "; ".join(lost)))
@@ -236,11 +236,9 @@ def _quick(evaluator: SampleEvaluator, exp: "Expectation", sample: "Sample") -> 
             a, b = (_working64(evaluator, ref, exp) for ref in exp.maps)
             if a is None or b is None or a.shape != b.shape:
                 return None
-            x, y = a.ravel() - a.mean(), b.ravel() - b.mean()
-            den = np.sqrt(np.dot(x, x) * np.dot(y, y))
-            if not den > 0:
+            if a.min() == a.max() or b.min() == b.max():  # constant: the full measurement says so
                 return None
-            value = max(-1.0, min(1.0, float(np.dot(x, y) / den)))
+            value = pearson_values(a.ravel(), b.ravel())
             passed = OPS[exp.op](value, exp.value) if exp.aggregate == "share" else None
             return ImageValue(sample.index, sample.name, value, passed, sample.label)
         if exp.region is None or (exp.metric == "pointing_game" and exp.option("within", 0.0)):
@@ -279,9 +277,7 @@ def _working64(evaluator: SampleEvaluator, ref: "MapRef", exp: "Expectation") ->
 def _measure(evaluator: SampleEvaluator, exp: "Expectation", sample: "Sample") -> ImageValue:
     try:
         ev = evaluator.evaluate(exp)
-    except AuditFailure as exc:  # e.g. no signal: not met, no value
-        return ImageValue(sample.index, sample.name, None, False, sample.label, str(exc))
-    except AuditInputError as exc:
+    except (AuditFailure, AuditInputError) as exc:  # e.g. no signal: not met, no value, said why
         return ImageValue(sample.index, sample.name, None, False, sample.label, str(exc))
     check = None if exp.aggregate not in ("share", "accuracy") else bool(ev.passed)
     return ImageValue(sample.index, sample.name, ev.value, check, sample.label)

@@ -6,12 +6,13 @@ regions, maps, baselines), dispatches on the metric id, and words the outcome.
 """
 from __future__ import annotations
 
-import operator
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from vitaudit.aggregate import OPS  # one table of comparison operators
 
 from . import baselines, value_baselines
 from .session import AuditFailure, AuditInputError, AuditSession
@@ -20,8 +21,6 @@ if TYPE_CHECKING:
     from vitaudit.explanation import Explanation
     from vitaudit.models import AuditModel
     from vitaudit.spec import AuditSpec, Expectation, MapRef
-
-OPS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
 @dataclass

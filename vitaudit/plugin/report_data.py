@@ -16,9 +16,8 @@ if TYPE_CHECKING:
 def base_result(item: "AuditItem", spec: "AuditSpec") -> dict[str, Any]:
     """What is known before running: the expectation itself (also for skipped items)."""
     exp = item.expectation
-    keys = dict.fromkeys([m for m in [exp.model] + [r.model for r in exp.maps] if m])
     # By what the model is (its spec), so "vit" in two audit files is not counted as one model.
-    models = [spec.models[k].name if k in spec.models else k for k in keys]
+    models = [spec.models[k].name if k in spec.models else k for k in exp.model_keys]
     return ExpectationResult(
         nodeid=item.nodeid,
         file=item.parent.parent.rel,

@@ -223,6 +223,11 @@ class Expectation:
     share: float | None = None
     group: str | None = None
 
+    @property
+    def model_keys(self) -> tuple[str, ...]:
+        """The model keys the expectation uses (its model, then its maps'), each once."""
+        return tuple(k for k in dict.fromkeys((self.model, *(m.model for m in self.maps))) if k)
+
     def option(self, name: str, default: object = None) -> object:
         """The value of option ``name``."""
         return dict(self.options).get(name, default)
