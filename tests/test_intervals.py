@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from vitaudit.aggregate import ImageValue, verdict
-from vitaudit.intervals import (BCA_MAX_N, interval_of, location_interval, paired_difference,
-                                proportion_interval)
+from vitaudit.intervals import BCA_MAX_N, interval_of, location_interval, proportion_interval
 
 
 def _coverage(make_interval, truth: float, draw, reps: int) -> float:
@@ -123,15 +122,6 @@ def test_share_and_accuracy_verdicts_with_confidence():
 def test_confidence_without_an_interval_fails():
     assert not verdict("mean", _values([0.9]), ">", 0.5, confidence=0.95).passed
     assert verdict("mean", _values([0.9]), ">", 0.5).passed
-
-
-def test_paired_difference():
-    rng = np.random.default_rng(0)
-    old = rng.beta(5, 2, size=100)
-    assert paired_difference(old, old) == 1.0
-    noisy = old + 0.01 * rng.standard_normal(100)
-    assert paired_difference(old, noisy) > 0.05
-    assert paired_difference(old, old - 0.05 + 0.01 * rng.standard_normal(100)) < 0.001
 
 
 def test_cost_at_10000_images_is_milliseconds():

@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output format (default: text)")
     cmp.add_argument("--tolerance", type=_tolerance, default=None, metavar="X",
                      help="list values that moved by more than X (default: 0.01)")
+    cmp.add_argument("--significance", type=_level, default=0.05, metavar="ALPHA",
+                     help="level of the paired test on dataset aggregates' per-image values (default: 0.05)")
+    cmp.add_argument("--fail-on", choices=("regression", "significant-worse"), default="regression",
+                     help="exit 1 on a newly failing expectation (regression, the default), or also on a "
+                          "dataset aggregate that got significantly worse while its threshold still passes")
     return parser
 
 
@@ -57,6 +62,16 @@ def _tolerance(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), e.g. 0.05, got {text}")
     return value
 
 
@@ -82,12 +97,12 @@ def _compare(args: argparse.Namespace) -> int:
 
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     try:
-        cmp = compare_files(args.old, args.new, tolerance)
+        cmp = compare_files(args.old, args.new, tolerance, args.significance)
     except CompareError as exc:
         print(f"vitaudit compare: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     sys.stdout.write(render(cmp, args.format))
-    return EXIT_ERROR if cmp.regressed else 0
+    return EXIT_ERROR if cmp.failed(args.fail_on) else 0
 
 
 def _explain(args: argparse.Namespace) -> int:

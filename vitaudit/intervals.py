@@ -148,21 +148,3 @@ def interval_of(kind: str, values: Sequence[float], n_passing: int | None = None
         return None if n is None or n_passing is None else proportion_interval(n_passing, n, level)
     return location_interval(kind, values, level, seed)
 
-
-def paired_difference(old: Sequence[float], new: Sequence[float], seed: int = DEFAULT_SEED,
-                      n_resamples: int = 9999) -> float:
-    """Two-sided p-value of the mean of ``new - old`` being zero, by a paired permutation test
-    (random sign flips of the differences, ``scipy.stats.permutation_test``, seeded).
-
-    ``old[i]`` and ``new[i]`` are the same image's values in two runs. All differences zero: 1.0.
-    """
-    from scipy import stats
-
-    d = np.asarray(new, dtype=np.float64) - np.asarray(old, dtype=np.float64)
-    d = d[np.isfinite(d)]
-    if d.size == 0 or not np.any(d):
-        return 1.0
-    res = stats.permutation_test((d,), lambda s, axis=-1: np.mean(s, axis=axis), permutation_type="samples",
-                                 vectorized=True, n_resamples=n_resamples, alternative="two-sided",
-                                 rng=np.random.default_rng(seed))
-    return float(res.pvalue)
