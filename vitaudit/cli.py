@@ -1,5 +1,6 @@
 """``vitaudit explain``: a quick look at one image from the shell; ``vitaudit compare``: what changed
-between two audit runs.
+between two audit runs; ``vitaudit init``: a first audit drafted from a model and a dataset
+(:mod:`vitaudit.init`).
 
 Bad arguments, unreadable images, unknown models and unknown labels get one line saying what
 is wrong (with close matches for names) and a non-zero exit code, never a traceback.
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--fail-on", choices=("regression", "significant-worse"), default="regression",
                      help="exit 1 on a newly failing expectation (regression, the default), or also on a "
                           "dataset aggregate that got significantly worse while its threshold still passes")
+    from .init.command import add_parser as add_init
+
+    add_init(sub)
     return parser
 
 
@@ -79,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "compare":
         return _compare(args)
+    if args.command == "init":
+        from .init.command import main as init_main
+
+        return init_main(args)
     try:
         return _explain(args)
     except KeyboardInterrupt:

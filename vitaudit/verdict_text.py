@@ -112,6 +112,8 @@ def noise_lines(results: list[dict]) -> list[str]:
         shown = "" if value is None else (f"{value:.1%}" if share else fmt(value))
         ends = (f"{r['ci_low']:.1%}, {r['ci_high']:.1%}" if share else f"{fmt(r['ci_low'])}, {fmt(r['ci_high'])}")
         group = f" [class {r['group']}]" if r.get("group") is not None else ""
+        bar = r.get("threshold")
+        bar = fmt(bar) if isinstance(bar, (int, float)) and not isinstance(bar, bool) else bar
         lines.append(f"{r.get('file')}:{r.get('line')} [{r.get('outcome')}] {r.get('text')!r}{group}: "
-                     f"{r.get('aggregate')} = {shown} [{ends}], threshold {r.get('threshold')}: {NOISE}")
+                     f"{r.get('aggregate')} = {shown} [{ends}], threshold {bar}: {NOISE}")
     return lines

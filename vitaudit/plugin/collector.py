@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 
+#: Dataset verdicts within noise listed at the end of a run (the rest are counted).
+NOISE_LISTED = 10
+
 
 def _version(dist: str) -> str:
     try:
@@ -154,8 +157,11 @@ class Collector:
         if noisy:
             terminalreporter.write_line(f"{len(noisy)} dataset verdict{'s' if len(noisy) != 1 else ''} within noise "
                                         "(the threshold is inside the 95% interval):", yellow=True)
-            for line in noisy:
+            for line in noisy[:NOISE_LISTED]:
                 terminalreporter.write_line(f"  {line}", yellow=True)
+            if len(noisy) > NOISE_LISTED:
+                terminalreporter.write_line(f"  ... and {len(noisy) - NOISE_LISTED} more (within_noise in audit.json)",
+                                            yellow=True)
         for path in self.values_written:
             terminalreporter.write_line(f"value baselines: {path}")
         for path in self.summaries:

@@ -107,6 +107,11 @@ class AggregateItem(AuditItem):
             exp, recording = self._threshold(exp)
             v = verdict(exp.aggregate, values, exp.op, exp.value if not recording else 0.0, exp.share,
                         confidence=None if recording else exp.confidence)
+            if exp.relative is not None and exp.relative.uses_ci and v.within_noise:
+                # 'baseline - ci' puts the threshold at the noise's edge by design: not news
+                from dataclasses import replace as _replace
+
+                v = _replace(v, within_noise=False)
             if recording:
                 self._value_store().record(self._key(), v.value, per_image=[{"image": x.image, "value": x.value}
                                                                        for x in values],
