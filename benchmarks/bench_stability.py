@@ -84,14 +84,14 @@ def variant(text: str, *, sample: int | None, seed: int = 0, shortcut_models: bo
     return out
 
 
-def xfail_lines(path: Path) -> set[int]:
+def xfail_texts(path: Path) -> set[str]:
     from vitaudit.spec import parse_audit_file
 
     spec = parse_audit_file(path)
-    return {e.line for e in spec.expectations if any(m.name == "xfail" for m in e.marks)}
+    return {e.text for e in spec.expectations if any(m.name == "xfail" for m in e.marks)}
 
 
-def resampled(doc: dict, names: list[str], seed: int, n: int) -> dict[tuple[int, str | None], bool]:
+def resampled(doc: dict, names: list[str], seed: int, n: int) -> dict[tuple[str, str | None], bool]:
     """Every dataset row's verdict on the images ``sample: n, seed: seed`` draws."""
     import numpy as np
 
@@ -106,7 +106,7 @@ def resampled(doc: dict, names: list[str], seed: int, n: int) -> dict[tuple[int,
                   for i, p in enumerate(r["per_image"]) if p["image"] in picked]
         share = r["threshold"] if r["aggregate"] == "share" else None
         v = verdict(r["aggregate"], values, r["op"], r["threshold"], share, confidence=r.get("confidence"))
-        out[(r["line"], r.get("group"))] = v.passed
+        out[(r["text"], r.get("group"))] = v.passed
     return out
 
 
@@ -122,12 +122,13 @@ def main() -> None:
     ap.add_argument("--reruns", type=int, default=200)
     ap.add_argument("--sample", type=int, default=100)
     ap.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
+    ap.add_argument("--reuse", action="store_true", help="with --keep: reuse the runs already there")
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="vitaudit-stability-"))
     work.mkdir(parents=True, exist_ok=True)
     audit = work / "audit_stab.yaml"
     t0 = time.perf_counter()
-    res = sh([sys.executable, "-m", "vitaudit.cli", "init", "--model", "fixture:vit-scenes", "--model",
+    res = subprocess.CompletedProcess([], 0, "(reused)", "") if args.reuse else sh([sys.executable, "-m", "vitaudit.cli", "init", "--model", "fixture:vit-scenes", "--model",
               "fixture:resnet-scenes", "--dataset", str(SCENES / "clean"), "--masks", str(SCENES / "masks" / "{stem}.png"),
               "--sample", str(args.sample), "--seed", "0", "--out", str(audit)], work)
     if res.returncode:
@@ -135,10 +136,9 @@ def main() -> None:
     print(res.stdout.strip())
     print(f"init: {time.perf_counter() - t0:.0f} s")
     drafted = audit.read_text()
-    xfails = xfail_lines(audit)
-    conf_lines = {i + 1 for i, line in enumerate(drafted.splitlines())
-                  if line.strip().startswith("- data:") and line.rstrip().endswith("with 95% confidence")
-                  or line.strip().startswith("- data:") and "with 95% confidence per class" in line}
+    xfails = xfail_texts(audit)
+    conf_texts = {line.strip()[2:] for line in drafted.splitlines()
+                  if line.strip().startswith("- data:") and "with 95% confidence" in line}
 
     runs = {}
     for name, kw in (("clean", {}), ("shortcut", dict(shortcut_models=True, shortcut_images=True)),
@@ -151,13 +151,16 @@ def main() -> None:
         (work / "baselines" / path.stem / "values.json").write_text(
             (work / "baselines" / "audit_stab" / "values.json").read_text())
         t = time.perf_counter()
+        if args.reuse and (work / f"{name}.json").is_file():
+            runs[name] = json.loads((work / f"{name}.json").read_text())
+            continue
         runs[name] = run_audit(path, work / f"{name}.html")
         print(f"run {name}: {time.perf_counter() - t:.0f} s, outcomes {count(runs[name])}")
 
     names = {"clean": full_names(work / "audit_clean.yaml"), "shortcut": full_names(work / "audit_shortcut.yaml")}
     names["shortcut_on_clean"] = names["clean"]
     # step 4: the resampled verdicts of seed 1 against the real rerun's
-    real = {(r["line"], r.get("group")): r["outcome"] in ("passed", "xpassed")
+    real = {(r["text"], r.get("group")): r["outcome"] in ("passed", "xpassed")
             for r in runs["seed1"]["expectations"] if r.get("dataset") == "data"}
     sim = resampled(runs["clean"], names["clean"], 1, args.sample)
     agree = sum(1 for k in real if sim.get(k) == real[k])
@@ -173,13 +176,13 @@ def main() -> None:
                 per_item.setdefault(k, []).append(v)
             file_pass += all(kept.values())
         plain = {k: sum(v) / len(v) for k, v in per_item.items() if k[0] not in xfails}
-        conf = {k: v for k, v in per_item.items() if k[0] in conf_lines}
+        conf = {k: v for k, v in per_item.items() if k[0] in conf_texts}
         conf_kept = {k: v for k, v in conf.items() if k[0] not in xfails}
         conf_fail = sum(len(v) - sum(v) for v in conf_kept.values())
         print(f"\n{which} models, {args.reruns} resamples of {args.sample} images:")
         if which == "clean":
             low = min(plain.items(), key=lambda kv: kv[1])
-            print(f"  {len(plain)} items not xfail-marked: pass rate lowest {low[1]:.1%} (line {low[0][0]}"
+            print(f"  {len(plain)} items not xfail-marked: pass rate lowest {low[1]:.1%} ({low[0][0]!r}"
                   f"{', class ' + low[0][1] if low[0][1] else ''}), mean {sum(plain.values()) / len(plain):.2%}; "
                   f"every one of them passing at once: {file_pass / args.reruns:.1%}")
             below = sorted((k, r) for k, r in plain.items() if r < 0.95)
@@ -187,8 +190,8 @@ def main() -> None:
             print(f"  'with 95% confidence' items (not xfail): {len(conf_kept)}, failures: {conf_fail} of "
                   f"{len(conf_kept) * args.reruns}")
         else:
-            mass = {k: v for k, v in conf.items() if "mass in object" in line_text(drafted, k[0])}
-            rate = {f"{line_text(drafted, k[0]).split('data: ', 1)[1]}{' [' + k[1] + ']' if k[1] else ''}":
+            mass = {k: v for k, v in conf.items() if "mass in object" in k[0]}
+            rate = {f"{k[0].split('data: ', 1)[1]}{' [' + k[1] + ']' if k[1] else ''}":
                     1 - sum(v) / len(v) for k, v in sorted(mass.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))}
             print(f"  'with 95% confidence' object-mass items: failure rate per item "
                   f"(lowest {min(rate.values()):.1%}, mean {sum(rate.values()) / len(rate):.1%} over {len(rate)})")
@@ -204,10 +207,6 @@ def main() -> None:
         for s in cmp.shifts[:8]:
             print(f"  {s.text}: {s.old_mean:.3g} -> {s.new_mean:.3g}, p = {s.p_value:.2g} ({s.test}, n = {s.n})")
     print(f"\nfiles in {work}" if args.keep else "")
-
-
-def line_text(text: str, line: int) -> str:
-    return text.splitlines()[line - 1].strip()[2:]
 
 
 def count(doc: dict) -> dict[str, int]:
