@@ -129,8 +129,9 @@ L = 6  # the first line of the dataset body
 
 @pytest.mark.parametrize("body, expected", [
     ("s: {folder: data, sampel: 3}",
-     [(L, "unknown key 'sampel' in dataset 's' (did you mean 'sample'?); keys: folder, coco, voc, csv, images, "
-          "labels, regions, sample, seed, on_error")]),
+     [(L, "unknown key 'sampel' in dataset 's' (did you mean 'sample'?); keys: folder, coco, voc, csv, parquet, "
+          "hf, webdataset, images, labels, regions, sample, seed, on_error, storage_options, cache, columns, classes, "
+          "box_format")]),
     ("s: {folder: nope}",
      [(L, "dataset 's': dataset folder not found: nope (looked for {root}/nope)")]),
     ("s:\n  folder: data/a/a0.png",
