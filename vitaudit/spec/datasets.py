@@ -24,8 +24,8 @@ from .images import REGION_KEYS, RESERVED_IMAGE_KEYS, UNITS, _box, _check_points
 from .yamlload import YNode
 
 SOURCES = ("folder", "coco", "voc", "csv", "parquet", "hf", "webdataset")
-#: Sources whose module parses its own options (column mapping, shards): ``load_declared(ctx, node, options)``.
-SOURCE_MODULES = {"parquet": "parquet", "hf": "hfdisk", "webdataset": "webdataset"}
+#: Sources read as tables (a row or a tar sample per image), with a column mapping (spec.dataset_columns).
+TABLE_SOURCES = ("parquet", "hf", "webdataset")
 DATASET_KEYS = SOURCES + ("images", "labels", "regions", "sample", "seed", "on_error", "storage_options", "cache",
                           "columns", "classes", "box_format")
 ON_ERROR = ("fail", "skip")
@@ -71,7 +71,8 @@ def _dataset(ctx: Ctx, key: str, key_line: int, node: YNode, image_lines: dict[s
     sources = [k for k in SOURCES if k in node.value]
     if not sources:
         ctx.error(key_line, f"dataset '{key}' needs one of folder: (images below a folder), coco: (a COCO JSON), "
-                            "voc: (a folder of Pascal VOC XML files) or csv: (a CSV manifest)")
+                            "voc: (a folder of Pascal VOC XML files), csv: (a CSV manifest), parquet: (Parquet "
+                            "files), hf: (a datasets save_to_disk folder) or webdataset: (tar shards)")
         return None
     if len(sources) > 1:
         ctx.error(node.key_line(sources[1]), f"dataset '{key}' has both {sources[0]} and {sources[1]}; keep one")
@@ -117,7 +118,7 @@ def _options(ctx: Ctx, key: str, kind: str, node: YNode) -> dict:
         out["labels"] = word
     tabular = ("columns", "classes", "box_format")
     for k in tabular:
-        if k in values and kind not in SOURCE_MODULES:
+        if k in values and kind not in TABLE_SOURCES:
             raise SentenceError(f"'{k}' applies to parquet:, hf: and webdataset: datasets, not to {kind}:",
                                 node.key_line(k))
     if "sample" in values:
@@ -139,10 +140,8 @@ def _options(ctx: Ctx, key: str, kind: str, node: YNode) -> dict:
 def _load(ctx: Ctx, kind: str, node: YNode, options: dict) -> tuple[list[Sample], str]:
     """The loader's samples and the root folder their relative paths (and templates) start from."""
     store: Store = options["store"]
-    if kind in SOURCE_MODULES:
-        from importlib import import_module
-
-        return import_module(f"vitaudit.datasets.{SOURCE_MODULES[kind]}").load_declared(ctx, node, options)
+    if kind in TABLE_SOURCES:
+        return _load_table(ctx, kind, node, store)
     path = existing(ctx, node, kind, store, folder=kind in ("folder", "voc"))
     images = existing(ctx, node, "images", store, folder=True) if "images" in node.value else None
     base = str(ctx.base_dir)
@@ -168,8 +167,41 @@ def _load(ctx: Ctx, kind: str, node: YNode, options: dict) -> tuple[list[Sample]
     return load_csv(path, base_dir=base, store=store), parent(path)
 
 
+def _load_table(ctx: Ctx, kind: str, node: YNode, store: Store) -> tuple[list[Sample], str]:
+    from .dataset_columns import parse_columns
+
+    try:
+        columns = parse_columns(node, kind)
+    except SentenceError as exc:
+        raise DatasetError(exc.message, "columns") from None
+    base = str(ctx.base_dir)
+    try:
+        spec = scalar_str(node.value[kind], f"'{kind}'")
+    except SentenceError as exc:
+        raise DatasetError(exc.message, kind) from None
+    spec = spec if is_uri(spec) else ctx.resolve(spec)
+    if is_uri(spec):
+        try:
+            from vitaudit.storage import check_backend
+
+            check_backend(spec)
+        except StorageError as exc:
+            raise DatasetError(str(exc), kind) from None
+    if kind == "parquet":
+        from vitaudit.datasets.parquet import load_parquet
+
+        return load_parquet(spec, columns, base_dir=base, store=store)
+    if kind == "hf":
+        from vitaudit.datasets.hfdisk import load_hf
+
+        return load_hf(existing(ctx, node, "hf", store, folder=True), columns, base_dir=base, store=store)
+    from vitaudit.datasets.webdataset import load_webdataset
+
+    return load_webdataset(spec, columns, base_dir=base, store=store)
+
+
 WHAT = {"folder": "dataset folder", "coco": "COCO JSON file", "voc": "VOC annotation folder", "csv": "CSV file",
-        "images": "images folder"}
+        "images": "images folder", "hf": "datasets save_to_disk folder"}
 
 
 def existing(ctx: Ctx, node: YNode, key: str, store: Store, folder: bool, what: str | None = None) -> str:
