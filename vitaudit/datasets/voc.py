@@ -42,14 +42,19 @@ def load_voc(xml_dir: str, *, images_dir: str, base_dir: str, labels: str | None
     if not files:
         raise DatasetError(f"VOC folder {xml_dir} holds no .xml annotation file", "voc")
     namer = Namer(images_dir, base_dir)
+    fetched: dict[str, bytes] = {}
+    if is_uri(xml_dir):  # one round of concurrent requests, not one request after another
+        try:
+            fetched = dict(zip(files, store.read_many([join(xml_dir, f) for f in files])))
+        except OSError as exc:
+            raise DatasetError(f"cannot read VOC annotations in {xml_dir}: {exc}", "voc") from None
     samples = []
     for i, fname in enumerate(files):
         def bad(message: str, fname: str = fname) -> DatasetError:
             return DatasetError(f"{fname}: {message}", "voc")
 
         try:
-            where = join(xml_dir, fname)
-            root = ET.parse(io.BytesIO(store.read(where)) if is_uri(where) else where).getroot()
+            root = ET.parse(io.BytesIO(fetched[fname]) if fname in fetched else os.path.join(xml_dir, fname)).getroot()
         except ET.ParseError as exc:
             line = getattr(exc, "position", (0, 0))[0]
             raise bad(f"not valid XML at line {line} ({exc.msg if hasattr(exc, 'msg') else exc})") from None
