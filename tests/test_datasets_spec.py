@@ -138,7 +138,8 @@ L = 6  # the first line of the dataset body
      [(L + 1, "dataset 's': dataset folder is a file, not a folder: data/a/a0.png (looked for {root}/data/a/a0.png)")]),
     ("s: {folder: masks, coco: x.json}", [(L, "dataset 's' has both folder and coco; keep one")]),
     ("s: {labels: folders}", [(L, "dataset 's' needs one of folder: (images below a folder), coco: (a COCO JSON), "
-                                  "voc: (a folder of Pascal VOC XML files) or csv: (a CSV manifest)")]),
+                                  "voc: (a folder of Pascal VOC XML files), csv: (a CSV manifest), parquet: (Parquet "
+                                  "files), hf: (a datasets save_to_disk folder) or webdataset: (tar shards)")]),
     ("s: data", [(L, "dataset 's' must be a mapping like {folder: <path>} (or coco:, voc:, csv:), got 'data'")]),
     ("s.x: {folder: data}", [(L, "dataset key 's.x' must be a name of letters, digits, '_' and '-'")]),
     ("metric: {folder: data}", [(L, "dataset key 'metric' is reserved")]),
