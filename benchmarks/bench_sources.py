@@ -127,7 +127,7 @@ def listing_rate(server: S3Server, count: int) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000])
     ap.add_argument("--list-objects", type=int, default=20000)
     args = ap.parse_args(argv)
     server = S3Server().start()

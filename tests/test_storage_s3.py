@@ -26,6 +26,23 @@ SCENES = ROOT / "audits" / "datasets" / "scenes"
 sys.path.insert(0, str(ROOT / "fixtures"))
 from s3_server import S3Server  # noqa: E402
 
+
+
+def _warm_up_imports() -> None:
+    """pytester's in-process runs drop modules first imported inside them, and torch registers
+    operator libraries once per process: import what the audits use before any run (as
+    test_dataset_plugin does)."""
+    import vitaudit
+    import vitaudit.plugin.dataset_items  # noqa: F401
+    import vitaudit.plugin.dataset_results  # noqa: F401
+    import vitaudit.report  # noqa: F401
+
+    for spec, method in (("fixture:resnet-scenes", "gradcam"), ("fixture:vit-scenes", "attention")):
+        vitaudit.explain(vitaudit.load_model(spec), np.zeros((8, 8, 3), np.uint8), method)
+
+
+_warm_up_imports()
+
 PARTS = ("clean", "masks", "coco_clean.json", "manifest_clean.csv", "voc_clean", "parquet_clean", "webdataset_clean")
 SECRET = "SECRET-do-not-print-7f3a9"
 
@@ -186,3 +203,120 @@ def test_credentials_in_storage_options_appear_in_no_message_or_repr(s3: S3Serve
     with pytest.raises(StorageError) as err:
         store.read("s3://b/x.png")
     assert SECRET not in str(err.value) and "http://127.0.0.1:9" in str(err.value)
+
+
+# -- the whole audit, through pytest: the dataset pass fetches in its decode threads ------------------
+
+N_PASS = 20
+
+
+@pytest.fixture
+def project(s3: S3Server, pytester: pytest.Pytester) -> pytest.Pytester:
+    """The first 20 scenes and their masks, locally below the project and at s3://scenes/small/."""
+    import shutil
+
+    c = s3.client()
+    for i in range(N_PASS):
+        stem, label = f"{i:05d}", ("striped", "checkered", "dotted", "confetti", "rainbow")[i % 5]
+        for rel in (f"clean/{label}/{stem}.png", f"masks/{stem}.png"):
+            (pytester.path / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(SCENES / rel, pytester.path / rel)
+            c.put_object(Bucket="scenes", Key=f"small/{rel}", Body=(SCENES / rel).read_bytes())
+    return pytester
+
+
+PASS_AUDIT = """\
+models:
+  vit: {{name: "fixture:vit-scenes"}}
+  cnn: {{name: "fixture:resnet-scenes"}}
+datasets:
+  scenes:
+    folder: {root}/clean
+    labels: folders
+    regions: {{object: {{mask: "{root}/masks/{{stem}}.png"}}}}{options}
+expect:
+  - scenes: mean vit.attention mass in object > 0.1
+  - scenes: cnn.gradcam pointing game hits object for 50% of images
+  - scenes: vit accuracy > 0.5
+  - scenes: vit.attention mass in object > 0.2 for 50% of images per class
+"""
+
+
+def audit_json(pytester: pytest.Pytester) -> dict:
+    import json
+
+    return json.loads((pytester.path / "reports" / "audit.json").read_text())
+
+
+def per_image(doc: dict) -> list[tuple]:
+    """Every expectation's value and per-image values, images named by file name only."""
+    return [(r["value"], r["n_images"], sorted((p["image"].rsplit("/", 1)[-1], p["value"], p["passed"])
+                                               for p in r.get("per_image") or []))
+            for r in doc["expectations"]]
+
+
+def test_the_same_audit_over_local_files_and_s3_gives_identical_values(project: pytest.Pytester,
+                                                                       s3: S3Server) -> None:
+    (project.path / "audit_local.yaml").write_text(PASS_AUDIT.format(root=".", options=""))
+    result = project.runpytest("-p", "no:cacheprovider", "-q", "audit_local.yaml")
+    local = audit_json(project)
+    assert [r["outcome"] for r in local["expectations"]] != [], result.stdout.str()
+    (project.path / "audit_local.yaml").unlink()
+    (project.path / "audit_s3.yaml").write_text(
+        PASS_AUDIT.format(root="s3://scenes/small", options=f"\n    storage_options: {{endpoint_url: '{s3.endpoint}'}}"))
+    result = project.runpytest("-p", "no:cacheprovider", "-q", "audit_s3.yaml")
+    remote = audit_json(project)
+    assert [r["outcome"] for r in remote["expectations"]] == [r["outcome"] for r in local["expectations"]], \
+        result.stdout.str()
+    assert per_image(remote) == per_image(local)
+    assert len(per_image(remote)[0][2]) == N_PASS
+    names = [p["image"] for p in remote["expectations"][0]["per_image"]]
+    assert all(n.startswith("s3://scenes/small/clean/") for n in names), names[:3]
+
+
+def test_a_secret_in_storage_options_or_the_environment_appears_in_no_output(
+        project: pytest.Pytester, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SESSION_TOKEN", f"env-{SECRET}")  # moto ignores it; botocore sends it
+    (project.path / "audit_s3.yaml").write_text(PASS_AUDIT.format(
+        root="s3://scenes/small",
+        options=f"\n    storage_options: {{endpoint_url: '{s3.endpoint}', key: testing, secret: testing, "
+                f"client_kwargs: {{aws_session_token: opt-{SECRET}}}}}"))
+    (project.path / "audit_bad.yaml").write_text(PASS_AUDIT.format(
+        root="s3://no-such-bucket/x",
+        options=f"\n    storage_options: {{endpoint_url: '{s3.endpoint}', key: testing, secret: {SECRET}}}"))
+    result = project.runpytest("-p", "no:cacheprovider", "-v")
+    assert audit_json(project)["expectations"], result.stdout.str()
+    outputs = [result.stdout.str(), result.stderr.str()] + [p.read_text(errors="replace")
+                                                           for p in (project.path / "reports").rglob("*") if p.is_file()]
+    assert len(outputs) >= 4
+    assert not [o[:200] for o in outputs if SECRET in o]
+    assert "no-such-bucket" in result.stdout.str(), result.stdout.str()  # reported, without its options
+
+
+def test_with_the_server_gone_the_datasets_items_fail_in_one_line_naming_the_endpoint(
+        project: pytest.Pytester, s3: S3Server) -> None:
+    """Declared while the server is up; it goes away once the items are collected, so every fetch
+    of the pass fails: each item fails with one line that names the endpoint once."""
+    import types
+
+    (project.path / "audit_s3.yaml").write_text(PASS_AUDIT.format(
+        root="s3://scenes/small",
+        options=f"\n    storage_options: {{endpoint_url: '{s3.endpoint}', config_kwargs: {{retries: {{max_attempts: 1}}}}}}"))
+    (project.path / "conftest.py").write_text(
+        "import sys\n\ndef pytest_collection_finish(session):\n    sys.modules['_s3_under_test'].server.stop()\n")
+    sys.modules["_s3_under_test"] = types.SimpleNamespace(server=s3)  # type: ignore[assignment]
+    try:
+        start = time.perf_counter()
+        result = project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report", "audit_s3.yaml")
+        seconds = time.perf_counter() - start
+    finally:
+        del sys.modules["_s3_under_test"]
+        s3.start()
+    text = result.stdout.str()
+    result.assert_outcomes(failed=3 + 5)  # three expectations, and one item per class for the fourth
+    lines = [line for line in text.splitlines() if "could not be read" in line]
+    assert lines, text
+    for line in lines:
+        assert line.count(s3.endpoint) == 1 and "is unreachable" in line, line
+        assert f"{N_PASS} images of dataset 'scenes' could not be read" in line, line
+    assert seconds < 120, seconds

@@ -116,6 +116,7 @@ class Store:
     options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False, hash=False)
     cache: str | None = None
     _down: dict = field(default_factory=dict, repr=False, compare=False, hash=False)
+    _fs: dict = field(default_factory=dict, repr=False, compare=False, hash=False)
 
     def __getstate__(self) -> dict:
         return {"options": dict(self.options), "cache": self.cache}
@@ -124,9 +125,24 @@ class Store:
         object.__setattr__(self, "options", state["options"])
         object.__setattr__(self, "cache", state["cache"])
         object.__setattr__(self, "_down", {})
+        object.__setattr__(self, "_fs", {})
 
     def filesystem(self, uri: str):
-        """``(fs, path)`` for ``uri``: fsspec's (cached) filesystem instance and the path in it."""
+        """``(fs, path)`` for ``uri``: the store's filesystem for its protocol and the path in it.
+
+        One instance per protocol, shared by every thread: fsspec's own instance cache is per
+        thread, and a new S3 client costs seconds (botocore loads its service models), which
+        the decode threads would otherwise each pay."""
+        proto = protocol(uri)
+        fs = self._fs.get(proto)
+        if fs is None:
+            with _LOCK:
+                fs = self._fs.get(proto)
+                if fs is None:
+                    fs = self._fs[proto] = self._make(uri)
+        return fs, fs._strip_protocol(uri)
+
+    def _make(self, uri: str):
         import fsspec
 
         check_backend(uri)
@@ -134,12 +150,12 @@ class Store:
         options = dict(self.options)
         if proto in ("s3", "s3a"):
             options = _merged(S3_DEFAULTS, options)
-        fs, path = fsspec.core.url_to_fs(uri, **options)
+        fs, _ = fsspec.core.url_to_fs(uri, **options)
         if self.cache:
             from fsspec.implementations.cached import WholeFileCacheFileSystem
 
             fs = WholeFileCacheFileSystem(fs=fs, cache_storage=self.cache, same_names=False)
-        return fs, path
+        return fs
 
     def endpoint(self, uri: str) -> str:
         """How messages name where ``uri`` lives: the endpoint URL when the options give one."""
@@ -241,8 +257,10 @@ class Store:
             return go()
         except (FileNotFoundError, PermissionError, StorageError, IsADirectoryError, NotADirectoryError):
             raise
-        except Exception as exc:  # noqa: BLE001 - transport errors come in many classes
+        except Exception as exc:  # noqa: BLE001 - backends raise many classes
             if not _transport(exc):
+                if isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in _BACKENDS:
+                    raise StorageError(f"{uri}: {_short(exc)}") from None  # e.g. no credentials
                 raise
             message = f"storage endpoint {endpoint} is unreachable ({_short(exc)})"
             with _LOCK:
@@ -253,24 +271,29 @@ class Store:
 _LOCK = threading.Lock()
 
 
+_BACKENDS = ("botocore", "aiobotocore", "aiohttp", "urllib3", "requests", "s3fs", "gcsfs", "adlfs", "azure", "google")
+_TRANSPORT_WORDS = ("connect", "timeout", "httpclienterror", "serverdisconnected", "clientoserror", "clientpayload",
+                    "incompleteread")
+
+
 def _transport(exc: BaseException) -> bool:
-    """Whether ``exc`` says the endpoint could not be reached or answered in time (as opposed to
-    a bad request): connection and timeout errors of the HTTP stacks fsspec backends use."""
+    """Whether ``exc`` (or what caused it) says the endpoint could not be reached or did not answer
+    in time, as opposed to a request it refused (credentials, a bad bucket name...)."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        module = type(exc).__module__.split(".")[0]
-        if isinstance(exc, (ConnectionError, TimeoutError)) or module in ("botocore", "aiohttp", "urllib3",
-                                                                            "requests", "aiobotocore"):
-            return True
-        if isinstance(exc, OSError) and ("connect" in str(exc).lower() or "timed out" in str(exc).lower()):
+        name = type(exc).__name__.lower()
+        if isinstance(exc, (ConnectionError, TimeoutError)) or any(w in name for w in _TRANSPORT_WORDS):
             return True
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     return False
 
 
 def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """The error's text without the URLs in it (the endpoint is named beside it; the object's URL
+    would make the same outage read differently for each image)."""
+    text = " ".join(str(exc).split())
+    text = re.sub(r"\s*:?\s*[\"']?[A-Za-z][A-Za-z0-9+.-]+://[^\s\"']*[\"']?", "", text).strip() or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
 

@@ -24,15 +24,26 @@ class Blob:
         return self.store.read(self.uri, self.start, self.end)
 
 
-def read_sample(sample: Sample) -> LoadedImage:
-    """The decoded image of ``sample``; raise :class:`~vitaudit.images.ImageError` (one line,
-    naming the image) when it is missing, unreachable or not an image."""
+def fetch_sample(sample: Sample) -> bytes | None:
+    """The encoded bytes of ``sample``'s image, or ``None`` for a local file (read when decoded);
+    raise :class:`~vitaudit.images.ImageError` (one line, naming the image) when it is missing
+    or unreachable. I/O only, so the dataset pass runs it in threads even on a busy CPU."""
     if sample.source is None:
-        return load_image(sample.path)
+        return None
     try:
-        data = sample.source.read()
+        return sample.source.read()
     except FileNotFoundError:
         raise ImageError(f"image object not found: {sample.path}") from None
     except OSError as exc:  # StorageError (endpoint unreachable), PermissionError...
         raise ImageError(f"cannot read image {sample.path}: {exc}") from None
-    return load_image_bytes(data, sample.path)
+
+
+def decode_sample(sample: Sample, data: bytes | None) -> LoadedImage:
+    """The decoded image of ``sample`` from what :func:`fetch_sample` returned."""
+    return load_image(sample.path) if data is None else load_image_bytes(data, sample.path)
+
+
+def read_sample(sample: Sample) -> LoadedImage:
+    """The decoded image of ``sample``; raise :class:`~vitaudit.images.ImageError` (one line,
+    naming the image) when it is missing, unreachable or not an image."""
+    return decode_sample(sample, fetch_sample(sample))

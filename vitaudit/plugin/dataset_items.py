@@ -151,9 +151,13 @@ class AggregateItem(AuditItem):
         bad = run.unreadable
         if not bad:
             return ""
-        named = "; ".join(f"{name} ({cause})" for _, name, cause in bad[:NAMED])
         more = f" and {len(bad) - NAMED} more" if len(bad) > NAMED else ""
-        return f"{len(bad)} image{'s' if len(bad) != 1 else ''} of dataset '{run.dataset.key}' could not be read: {named}{more}"
+        head = f"{len(bad)} image{'s' if len(bad) != 1 else ''} of dataset '{run.dataset.key}' could not be read"
+        causes = {_cause(name, cause) for _, name, cause in bad}
+        if len(causes) == 1 and len(bad) > 1:  # one cause for all (an endpoint down): said once
+            return f"{head}: {causes.pop()} ({', '.join(name for _, name, _ in bad[:NAMED])}{more})"
+        named = "; ".join(f"{name} ({cause})" for _, name, cause in bad[:NAMED])
+        return f"{head}: {named}{more}"
 
     def aggregate_sentence(self, run: "DatasetRun", values: list["ImageValue"], v: "Verdict",
                            exp: "Expectation") -> str:
@@ -198,3 +202,12 @@ class AggregateItem(AuditItem):
         if exp.region is not None and n < everyone:
             return f"{n} of {everyone} {noun} (those with '{exp.region.region.name}')"
         return f"{n} {noun}"
+
+
+def _cause(name: str, cause: str) -> str:
+    """What went wrong, without the image's own name (``cannot read image s3://a.png: endpoint
+    down`` -> ``endpoint down``), so images that failed for one reason can share one sentence."""
+    for lead in (f"cannot read image {name}: ", f"image object not found: {name}"):
+        if cause.startswith(lead):
+            return cause[len(lead):] or "not found"
+    return cause.replace(name, "<image>")
