@@ -120,6 +120,7 @@ class ImageDecl:
     regions: dict[str, Region] = field(default_factory=dict, hash=False)  # valid regions only
     file: str = ""
     line: int = 0
+    store: object = field(default=None, hash=False, compare=False, repr=False)  # a vitaudit.storage.Store for a URI path
 
 
 @dataclass(frozen=True)
