@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
+from vitaudit.audit.session import AuditFailure, AuditInputError
+
 from .collect import AuditItem
-from .session import AuditFailure, AuditInputError
 
 if TYPE_CHECKING:
     from vitaudit.aggregate import ImageValue, Verdict
     from vitaudit.datasets.base import Dataset
     from vitaudit.spec import Expectation
 
-    from .dataset_pass import DatasetRun
+    from vitaudit.audit.dataset_pass import DatasetRun
 
 #: How many images a failure sentence names.
 NAMED = 5
@@ -105,10 +106,17 @@ class AggregateItem(AuditItem):
                 raise AuditInputError(f"none of its {len(values)} images could be measured; "
                                       f"first, {first.image}: {first.error}")
             exp, recording = self._threshold(exp)
-            v = verdict(exp.aggregate, values, exp.op, exp.value if not recording else 0.0, exp.share)
+            v = verdict(exp.aggregate, values, exp.op, exp.value if not recording else 0.0, exp.share,
+                        confidence=None if recording else exp.confidence)
+            if exp.relative is not None and exp.relative.uses_ci and v.within_noise:
+                # 'baseline - ci' puts the threshold at the noise's edge by design: not news
+                from dataclasses import replace as _replace
+
+                v = _replace(v, within_noise=False)
             if recording:
                 self._value_store().record(self._key(), v.value, per_image=[{"image": x.image, "value": x.value}
-                                                                       for x in values])
+                                                                       for x in values],
+                                           ci=v.interval.half_width if v.interval is not None else None)
         except AuditInputError as exc:
             self.input_error = True
             raise AuditInputError(f"{self.where()}: {exp.text!r} on dataset '{exp.dataset}': {exc}") from None
@@ -126,12 +134,12 @@ class AggregateItem(AuditItem):
             raise AuditFailure(self.aggregate_sentence(run, values, v, exp))
 
     def _key(self) -> str:
-        from .value_baselines import key_for
+        from vitaudit.audit.value_baselines import key_for
 
         return key_for(self.expectation) + (f"[{self.group}]" if self.group is not None else "")
 
     def _value_store(self):
-        from .value_baselines import store_for
+        from vitaudit.audit.value_baselines import store_for
 
         audit_file = self.parent.parent
         return store_for(audit_file.evaluator().session, audit_file.spec.path)
@@ -143,7 +151,7 @@ class AggregateItem(AuditItem):
             return exp, False
         if self.parent.parent.evaluator().session.update_baselines:
             return exp, True
-        from .value_baselines import resolved
+        from vitaudit.audit.value_baselines import resolved
 
         return resolved(exp, self._key(), self._value_store()), False
 
@@ -162,24 +170,21 @@ class AggregateItem(AuditItem):
     def aggregate_sentence(self, run: "DatasetRun", values: list["ImageValue"], v: "Verdict",
                            exp: "Expectation") -> str:
         from vitaudit.aggregate import worst_and_best
+        from vitaudit.verdict_text import aggregate_summary
 
-        from .evaluate import fmt
-        from .value_baselines import difference
+        from vitaudit.audit.evaluation import fmt
+        from vitaudit.audit.value_baselines import difference
 
         n = v.n_images
         counted = self._counted(run, n)
-        if exp.aggregate == "share":
-            said = (f"{v.value:.1%} of {counted} pass (expected at least {exp.share:.0%})" if v.value is not None
-                    else f"no image to count (expected at least {exp.share:.0%} of images)")
+        if v.value is not None:
+            said = aggregate_summary(exp, v, counted)
+        elif exp.aggregate == "share":
+            said = f"no image to count (expected at least {exp.share:.0%} of images)"
         else:
-            word = "accuracy" if exp.aggregate == "accuracy" else exp.aggregate
-            expected = f"{exp.op} {fmt(exp.value)}"
-            if exp.relative is not None:
-                expected += f", {exp.relative.text} with baseline {fmt(exp.relative.baseline)}"
-            said = (f"{word} = {fmt(v.value)} over {counted} (expected {expected})"
-                    if v.value is not None else f"no {word}: no image has a value (expected {expected})")
-            if exp.relative is not None:
-                said += f"; {difference(v.value, exp.relative.baseline)}"
+            said = f"no {exp.aggregate}: no image has a value (expected {exp.op} {fmt(exp.value)})"
+        if exp.relative is not None:
+            said += f"; {difference(v.value, exp.relative.baseline)}"
         worst, _ = worst_and_best(values, exp.op, worst=NAMED, best=0)
         shown = [f"{w.image} {'no value' if w.value is None else fmt(w.value)}" for w in worst
                  if w.passed is not True]
