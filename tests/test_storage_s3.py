@@ -320,3 +320,47 @@ def test_with_the_server_gone_the_datasets_items_fail_in_one_line_naming_the_end
         assert line.count(s3.endpoint) == 1 and "is unreachable" in line, line
         assert f"{N_PASS} images of dataset 'scenes' could not be read" in line, line
     assert seconds < 120, seconds
+
+
+def test_single_images_checkpoints_and_label_files_at_uris(s3: S3Server, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from vitaudit.checkpoints import read_state_dict, sha256_file
+    from vitaudit.labels import read_label_file
+
+    c = s3.client()
+    save_file({"w": torch.arange(6.0).reshape(2, 3)}, str(tmp_path / "m.safetensors"))
+    c.put_object(Bucket="scenes", Key="models/m.safetensors", Body=(tmp_path / "m.safetensors").read_bytes())
+    c.put_object(Bucket="scenes", Key="models/labels.txt", Body=b"cat\n\ndog\n")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)  # checkpoints and label files: the environment's options
+    monkeypatch.setenv("HOME", str(tmp_path))  # the local copy of the checkpoint goes below ~/.cache
+    state = read_state_dict("s3://scenes/models/m.safetensors")
+    assert torch.equal(state["w"], torch.arange(6.0).reshape(2, 3))
+    assert sha256_file("s3://scenes/models/m.safetensors") == sha256_file(tmp_path / "m.safetensors")
+    assert read_label_file("s3://scenes/models/labels.txt") == ["cat", "dog"]
+    audit = tmp_path / "audit_u.yaml"
+    audit.write_text(textwrap.dedent(f"""\
+        models:
+          m: {{name: "fixture:vit-scenes", labels: s3://scenes/models/labels.txt}}
+          n: {{name: "fixture:vit-scenes", checkpoint: s3://scenes/models/none.safetensors}}
+        images:
+          scene:
+            path: s3://scenes/clean/striped/00000.png
+            storage_options: {{endpoint_url: '{s3.endpoint}'}}
+          gone:
+            path: s3://scenes/clean/striped/99999.png
+            storage_options: {{endpoint_url: '{s3.endpoint}'}}
+        expect:
+          - scene: m top1 is cat
+        """))
+    spec = parse_audit_file(str(audit))
+    assert [(e.line, e.message) for e in spec.errors] == [
+        (3, "checkpoint file not found: s3://scenes/models/none.safetensors"),
+        (9, "image not found: s3://scenes/clean/striped/99999.png")]
+    decl = spec.images["scene"]
+    from vitaudit.images import load_image
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # the image is read with its own storage_options
+    assert np.array_equal(load_image(decl.path, decl.store).data, load_image(SCENES / "clean/striped/00000.png").data)
