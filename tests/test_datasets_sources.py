@@ -195,3 +195,23 @@ def test_committed_tables_are_what_the_fixture_script_writes(tmp_path: Path) -> 
         else:
             assert pq.read_table(path).equals(pq.read_table(committed)), committed
     assert sorted(p.name for p in (SCENES / "webdataset_clean").iterdir()) == [p.name for p in fresh if p.suffix == ".tar"]
+
+
+def test_samples_of_every_table_source_pickle_and_read_after(tmp_path: Path) -> None:
+    """A distributed pass ships samples to workers: their sources pickle and read the same bytes."""
+    import pickle
+
+    spec = declare(tmp_path, f"""
+        d:
+          parquet: {SCENES / "parquet_clean"}
+          columns: {{key: key, masks: {{object: mask}}}}
+        w:
+          webdataset: "{SCENES / "webdataset_clean"}/scenes-{{000..002}}.tar"
+          columns: {{masks: {{object: mask.png}}}}
+    """)
+    assert errors(spec) == []
+    for key in ("d", "w"):
+        s = spec.datasets[key].samples[13]
+        copy = pickle.loads(pickle.dumps(s))
+        assert copy.source.read() == s.source.read()
+        assert np.array_equal(copy.regions["object"].mask((64, 64)), truth(s.name)[1])
