@@ -215,3 +215,10 @@ def test_samples_of_every_table_source_pickle_and_read_after(tmp_path: Path) -> 
         copy = pickle.loads(pickle.dumps(s))
         assert copy.source.read() == s.source.read()
         assert np.array_equal(copy.regions["object"].mask((64, 64)), truth(s.name)[1])
+
+
+def test_a_hub_id_under_hf_says_how_to_save_it_to_disk(tmp_path: Path) -> None:
+    spec = declare(tmp_path, "d:\n  hf: beans\n")
+    assert any("datasets save_to_disk folder not found: beans" in e and "a hub id is not fetched (audits run "
+               "offline): where the hub is reachable, datasets.load_dataset('beans', split=...).save_to_disk(DIR)" in e
+               for e in errors(spec)), errors(spec)

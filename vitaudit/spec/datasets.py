@@ -194,7 +194,16 @@ def _load_table(ctx: Ctx, kind: str, node: YNode, store: Store) -> tuple[list[Sa
     if kind == "hf":
         from vitaudit.datasets.hfdisk import load_hf
 
-        return load_hf(existing(ctx, node, "hf", store, folder=True), columns, base_dir=base, store=store)
+        try:
+            folder = existing(ctx, node, "hf", store, folder=True)
+        except DatasetError as exc:
+            raw = node.value["hf"].raw
+            if not is_uri(raw) and not os.path.exists(ctx.resolve(raw)) and raw.count("/") <= 1:
+                raise DatasetError(f"{exc}; a hub id is not fetched (audits run offline): where the hub is "
+                                   f"reachable, datasets.load_dataset('{raw}', split=...).save_to_disk(DIR) "
+                                   "and name DIR here", "hf") from None
+            raise
+        return load_hf(folder, columns, base_dir=base, store=store)
     from vitaudit.datasets.webdataset import load_webdataset
 
     return load_webdataset(spec, columns, base_dir=base, store=store)
