@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from vitaudit.aggregate import merge
-from vitaudit.plugin.dataset_pass import Plan, SampleEvaluator, decoded, measure_shard, run_dataset
-from vitaudit.plugin.evaluate import Evaluator
-from vitaudit.plugin.session import AuditSession
+from vitaudit.audit.dataset_pass import Plan, SampleEvaluator, decoded, measure_shard, run_dataset
+from vitaudit.audit.evaluate import Evaluator
+from vitaudit.audit.session import AuditSession
 from vitaudit.spec import parse_audit_file
 
 SCENES = Path(__file__).resolve().parent.parent / "audits" / "datasets" / "scenes"
@@ -39,11 +38,7 @@ def evaluator(tmp_path_factory) -> Evaluator:
         """))
     spec = parse_audit_file(root / "audit_p.yaml")
     assert spec.errors == ()
-    options = {"audit_no_report": True}
-    config = SimpleNamespace(getoption=lambda name, default=None: options.get(name, default),
-                             getini=lambda name: {"audit_max_side": "1024"}.get(name, ""), rootpath=root,
-                             pluginmanager=None, invocation_params=SimpleNamespace(dir=root))
-    return Evaluator(spec, AuditSession(config))
+    return Evaluator(spec, AuditSession(pictures=False, max_side=1024, rootpath=root))
 
 
 def test_shards_in_any_order_merge_to_the_whole_pass(evaluator: Evaluator) -> None:

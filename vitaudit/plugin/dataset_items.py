@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
+from vitaudit.audit.session import AuditFailure, AuditInputError
+
 from .collect import AuditItem
-from .session import AuditFailure, AuditInputError
 
 if TYPE_CHECKING:
     from vitaudit.aggregate import ImageValue, Verdict
     from vitaudit.datasets.base import Dataset
     from vitaudit.spec import Expectation
 
-    from .dataset_pass import DatasetRun
+    from vitaudit.audit.dataset_pass import DatasetRun
 
 #: How many images a failure sentence names.
 NAMED = 5
@@ -126,12 +127,12 @@ class AggregateItem(AuditItem):
             raise AuditFailure(self.aggregate_sentence(run, values, v, exp))
 
     def _key(self) -> str:
-        from .value_baselines import key_for
+        from vitaudit.audit.value_baselines import key_for
 
         return key_for(self.expectation) + (f"[{self.group}]" if self.group is not None else "")
 
     def _value_store(self):
-        from .value_baselines import store_for
+        from vitaudit.audit.value_baselines import store_for
 
         audit_file = self.parent.parent
         return store_for(audit_file.evaluator().session, audit_file.spec.path)
@@ -143,7 +144,7 @@ class AggregateItem(AuditItem):
             return exp, False
         if self.parent.parent.evaluator().session.update_baselines:
             return exp, True
-        from .value_baselines import resolved
+        from vitaudit.audit.value_baselines import resolved
 
         return resolved(exp, self._key(), self._value_store()), False
 
@@ -159,8 +160,8 @@ class AggregateItem(AuditItem):
                            exp: "Expectation") -> str:
         from vitaudit.aggregate import worst_and_best
 
-        from .evaluate import fmt
-        from .value_baselines import difference
+        from vitaudit.audit.evaluation import fmt
+        from vitaudit.audit.value_baselines import difference
 
         n = v.n_images
         counted = self._counted(run, n)

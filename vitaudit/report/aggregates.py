@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from vitaudit.results import AggregateView, ClassRow, Example, ExpectationResult
 from .format import fmt_num, fmt_op, fmt_pair, fmt_prob, is_number
 
 if TYPE_CHECKING:  # pragma: no cover - only for annotations (context imports this module)
-    from .context import CardView, Pic, PicTable
+    from .pics import Pic, PicTable
 
 #: At most this many worst / best images are drawn per card (the page-size bound relies on it).
 MAX_WORST = 6
@@ -283,7 +283,7 @@ def build_histogram(r: ExpectationResult, view: AggregateView) -> tuple[Histogra
 # ---------------------------------------------------------------- examples and classes
 
 def example_uris(r: ExpectationResult) -> Iterable[str | None]:
-    """Every picture an aggregate card shows (for :class:`~.context.PicTable`'s usage counts)."""
+    """Every picture an aggregate card shows (for :class:`~.pics.PicTable`'s usage counts)."""
     view = r.aggregate_view
     if view is None:
         return
@@ -335,7 +335,15 @@ def aggregate_card(r: ExpectationResult, pics: "PicTable") -> AggregateCard:
     )
 
 
-def class_summary(cards: Sequence["CardView"]) -> ClassSummary | None:
+class _Card(Protocol):
+    """What :func:`class_summary` reads of a card (:class:`.context.CardView`)."""
+
+    id: str
+    r: ExpectationResult
+    value_text: str
+
+
+def class_summary(cards: Sequence[_Card]) -> ClassSummary | None:
     """The per-class items of one dataset as a class x expectation table (None without any)."""
     per_class = [c for c in cards if c.r.dataset is not None and c.r.group is not None]
     if not per_class:

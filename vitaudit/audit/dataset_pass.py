@@ -3,7 +3,7 @@
 Each image is decoded once (in a thread pool, one batch ahead of the models) and forwarded
 once per model, in batches, with every map the file's expectations want of that model; then
 each expectation measures the image exactly as it would measure a declared image (the same
-:class:`~vitaudit.plugin.evaluate.Evaluator` handlers), and only the per-image numbers are
+:class:`~vitaudit.audit.evaluate.Evaluator` handlers), and only the per-image numbers are
 kept. Maps are dropped with their batch; the report's few example pictures are recomputed
 afterwards.
 
@@ -21,14 +21,13 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
-import pytest
 
 from vitaudit.aggregate import OPS, ImageValue, merge
 from vitaudit.batching import ItemFailure
 from vitaudit.metrics import pearson_values
 
 from .evaluate import Evaluation, Evaluator
-from .session import AuditFailure, AuditInputError
+from .session import AuditFailure, AuditInputError, ModelSkipped
 
 if TYPE_CHECKING:
     from vitaudit.datasets.base import Dataset, Sample
@@ -91,7 +90,7 @@ class Plan:
                     self.by_ref[(ref.model, ref)] = req
                     if req not in self.requests[ref.model]:
                         self.requests[ref.model].append(req)
-            except (AuditInputError, pytest.skip.Exception) as exc:
+            except (AuditInputError, ModelSkipped) as exc:
                 self.problems[exp.id] = exc
         self.active = [e for e in self.expectations if e.id not in self.problems]
         used = {k for e in self.active for k in e.model_keys}
