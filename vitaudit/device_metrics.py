@@ -100,50 +100,54 @@ def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 # ---------------------------------------------------------------- metrics
 
-def _plain(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(float64 flat maps, which images have every pixel seen, finite, >= 0 and some signal)."""
-    v = maps.reshape(maps.shape[0], -1).to(torch.float64)
-    finite = torch.isfinite(v).all(dim=1)
-    ok = finite & (torch.where(torch.isfinite(v), v, 0.0) >= 0).all(dim=1) & (torch.nan_to_num(v).sum(dim=1) > 0)
-    return v, ok
+def _plain(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(flat maps as given, their float64 sums, which images are a plain case: every pixel
+    seen and finite, none negative, some signal). Two passes over the maps: a NaN or an
+    infinity makes the sum non-finite, so no separate check is needed."""
+    flat = maps.reshape(maps.shape[0], -1)
+    total = flat.sum(dim=1, dtype=torch.float64)
+    ok = torch.isfinite(total) & (total > 0) & (flat.amin(dim=1) >= 0)
+    return flat, total, ok
 
 
 def _nan_unless(ok: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, value, torch.full_like(value, float("nan")))
 
 
+def _flat_masks(masks: torch.Tensor) -> torch.Tensor:
+    return masks.reshape(masks.shape[0], -1).bool()
+
+
 def mass_in(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """(B,) share of each map's mass inside its region (:func:`vitaudit.metrics.mass_in`)."""
-    v, ok = _plain(maps)
-    m = masks.reshape(masks.shape[0], -1).bool()
+    flat, total, ok = _plain(maps)
+    m = _flat_masks(masks)
     ok = ok & m.any(dim=1)
-    total = torch.nan_to_num(v).sum(dim=1)
-    inside = torch.where(m, torch.nan_to_num(v), 0.0).sum(dim=1)
+    inside = torch.where(m, flat, torch.zeros((), dtype=flat.dtype, device=flat.device)).sum(dim=1, dtype=torch.float64)
     return _nan_unless(ok, inside / torch.where(ok, total, 1.0))
 
 
 def pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """(B,) 1.0 where a pixel holding the map's maximum lies in the region, else 0.0
     (:func:`vitaudit.metrics.pointing_game` with no tolerance)."""
-    v, ok = _plain(maps)
-    m = masks.reshape(masks.shape[0], -1).bool()
+    flat, _, ok = _plain(maps)
+    m = _flat_masks(masks)
     ok = ok & m.any(dim=1)
-    peak = torch.nan_to_num(v, nan=-1.0).amax(dim=1, keepdim=True)
-    hit = ((v == peak) & m).any(dim=1).to(torch.float64)
+    hit = ((flat == flat.amax(dim=1, keepdim=True)) & m).any(dim=1).to(torch.float64)
     return _nan_unless(ok, hit)
 
 
 def iou_top(maps: torch.Tensor, masks: torch.Tensor, percent: float) -> torch.Tensor:
     """(B,) IoU of each map's top ``percent``% pixels (ties in raster order) with its region
     (:func:`vitaudit.metrics.iou_top`)."""
-    v, ok = _plain(maps)
-    m = masks.reshape(masks.shape[0], -1).bool()
+    flat, _, ok = _plain(maps)
+    m = _flat_masks(masks)
     ok = ok & m.any(dim=1)
-    n = v.shape[1]
+    n = flat.shape[1]
     k = int(np.floor(float(percent) * n / 100 + 0.5))
     if not (0 < float(percent) <= 100) or k < 1:
-        return torch.full((v.shape[0],), float("nan"), dtype=torch.float64, device=v.device)
-    safe = torch.nan_to_num(v)
+        return torch.full((flat.shape[0],), float("nan"), dtype=torch.float64, device=flat.device)
+    safe = torch.nan_to_num(flat)  # only the plain cases are kept; this keeps kthvalue defined
     kth = torch.kthvalue(safe, n - k + 1, dim=1, keepdim=True).values  # the k-th largest
     above = safe > kth
     tied = safe == kth
@@ -157,17 +161,15 @@ def iou_top(maps: torch.Tensor, masks: torch.Tensor, percent: float) -> torch.Te
 def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(B,) Pearson correlation of each pair of maps (:func:`vitaudit.metrics.pearson` when
     every pixel is seen); NaN for a pair with unseen pixels, no signal or a constant map."""
-    x, ok_a = _plain(a)
-    y, ok_b = _plain(b)
-    x = torch.nan_to_num(x)
-    y = torch.nan_to_num(y)
-    x = x - x.mean(dim=1, keepdim=True)
-    y = y - y.mean(dim=1, keepdim=True)
+    fa, sa, ok_a = _plain(a)
+    fb, sb, ok_b = _plain(b)
+    ok = ok_a & ok_b & (fa.amax(1) != fa.amin(1)) & (fb.amax(1) != fb.amin(1))
+    n = fa.shape[1]
+    x = fa.to(torch.float64) - (sa / n)[:, None]
+    y = fb.to(torch.float64) - (sb / n)[:, None]
     sxx, syy = (x * x).sum(dim=1), (y * y).sum(dim=1)
-    ok = ok_a & ok_b & (a.reshape(a.shape[0], -1).amax(1) != a.reshape(a.shape[0], -1).amin(1)) \
-        & (b.reshape(b.shape[0], -1).amax(1) != b.reshape(b.shape[0], -1).amin(1))
     r = (x * y).sum(dim=1) / torch.sqrt(torch.where(ok, sxx * syy, 1.0))
-    return _nan_unless(ok, r.clamp(-1.0, 1.0))
+    return _nan_unless(ok, torch.nan_to_num(r).clamp(-1.0, 1.0))
 
 
 def baseline_similarity(maps: torch.Tensor, stored: torch.Tensor) -> torch.Tensor:
@@ -176,7 +178,7 @@ def baseline_similarity(maps: torch.Tensor, stored: torch.Tensor) -> torch.Tenso
     h, w = stored.shape[-2:]
     if h > maps.shape[-2] or w > maps.shape[-1]:
         return torch.full((maps.shape[0],), float("nan"), dtype=torch.float64, device=maps.device)
-    v, ok = _plain(maps)
+    _, _, ok = _plain(maps)
     current = resize_area(torch.nan_to_num(maps.to(torch.float64)), (h, w)).to(torch.float32)
     r = pearson(current, stored.to(torch.float32))
     return _nan_unless(ok, r)
