@@ -62,11 +62,15 @@ def run_audit(path: Path, report: Path) -> dict:
 
 
 def variant(text: str, *, sample: int | None, seed: int = 0, shortcut_models: bool = False,
-            shortcut_images: bool = False) -> str:
-    """The drafted audit with the main dataset's sample changed and, optionally, the shortcut models or images."""
+            shortcut_images: bool = False, base: Path | None = None) -> str:
+    """The drafted audit with the main dataset's sample changed and, optionally, the shortcut models or
+    images; its relative paths made absolute (from ``base``), so it can run from another folder."""
     lines = []
     in_data = False
     for line in text.splitlines():
+        if base is not None:
+            line = re.sub(r"(folder: |mask: ')(\.\./[^' ]+)", lambda m: m[1] + str((base / m[2]).resolve())
+                          .replace("%7Bstem%7D", "{stem}"), line)
         if re.match(r"^  \w+:$", line):
             in_data = line.strip() == "data:"
         if in_data and re.match(r"^    (sample|seed): ", line):
@@ -140,15 +144,16 @@ def main() -> None:
     conf_texts = {line.strip()[2:] for line in drafted.splitlines()
                   if line.strip().startswith("- data:") and "with 95% confidence" in line}
 
+    # each run in its own folder under the same file name, so node ids match across runs (as in CI)
     runs = {}
     for name, kw in (("clean", {}), ("shortcut", dict(shortcut_models=True, shortcut_images=True)),
                      ("shortcut_on_clean", dict(shortcut_models=True)),
                      ("seed1", dict(sample=args.sample, seed=1)), ("seed2", dict(sample=args.sample, seed=2))):
-        path = work / f"audit_{name}.yaml"
+        path = work / name / "audit_stab.yaml"
+        (path.parent / "baselines" / "audit_stab").mkdir(parents=True, exist_ok=True)
         kw.setdefault("sample", None)
-        path.write_text(variant(drafted, **kw))
-        (work / "baselines" / path.stem).mkdir(parents=True, exist_ok=True)
-        (work / "baselines" / path.stem / "values.json").write_text(
+        path.write_text(variant(drafted, base=work, **kw))
+        (path.parent / "baselines" / "audit_stab" / "values.json").write_text(
             (work / "baselines" / "audit_stab" / "values.json").read_text())
         t = time.perf_counter()
         if args.reuse and (work / f"{name}.json").is_file():
@@ -157,7 +162,8 @@ def main() -> None:
         runs[name] = run_audit(path, work / f"{name}.html")
         print(f"run {name}: {time.perf_counter() - t:.0f} s, outcomes {count(runs[name])}")
 
-    names = {"clean": full_names(work / "audit_clean.yaml"), "shortcut": full_names(work / "audit_shortcut.yaml")}
+    names = {"clean": full_names(work / "clean" / "audit_stab.yaml"),
+             "shortcut": full_names(work / "shortcut" / "audit_stab.yaml")}
     names["shortcut_on_clean"] = names["clean"]
     # step 4: the resampled verdicts of seed 1 against the real rerun's
     real = {(r["text"], r.get("group")): r["outcome"] in ("passed", "xpassed")

@@ -64,7 +64,7 @@ def run_init(opts: InitOptions, say: Callable[[str], None] = say_line) -> InitRe
     text = render(header, model_decls, datasets, sections)
     parse_text(opts.out, text)
     lines = [ln for s in sections for ln in s.lines]
-    from vitaudit.plugin.value_baselines import path_for
+    from vitaudit.audit.value_baselines import path_for
 
     values = path_for(opts.out)
     return InitResult(opts.out, len(lines), sum(1 for ln in lines if ln.xfail), findings,
@@ -72,7 +72,7 @@ def run_init(opts: InitOptions, say: Callable[[str], None] = say_line) -> InitRe
 
 
 def _header(opts: InitOptions, models, dataset, regions, accuracy, classes, findings) -> list[str]:
-    from vitaudit.plugin.value_baselines import path_for
+    from vitaudit.audit.value_baselines import path_for
 
     values = path_for(opts.out)
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -143,7 +143,7 @@ class Collector:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.recorded:  # once, here: xdist workers never write the values files themselves
-            from .value_baselines import write_recorded
+            from vitaudit.audit.value_baselines import write_recorded
 
             self.values_written = write_recorded(self.recorded)
         self.write(exitstatus)

@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
+from vitaudit.audit.session import AuditFailure, AuditInputError
+
 from .collect import AuditItem
-from .session import AuditFailure, AuditInputError
 
 if TYPE_CHECKING:
     from vitaudit.aggregate import ImageValue, Verdict
     from vitaudit.datasets.base import Dataset
     from vitaudit.spec import Expectation
 
-    from .dataset_pass import DatasetRun
+    from vitaudit.audit.dataset_pass import DatasetRun
 
 #: How many images a failure sentence names.
 NAMED = 5
@@ -134,12 +135,12 @@ class AggregateItem(AuditItem):
             raise AuditFailure(self.aggregate_sentence(run, values, v, exp))
 
     def _key(self) -> str:
-        from .value_baselines import key_for
+        from vitaudit.audit.value_baselines import key_for
 
         return key_for(self.expectation) + (f"[{self.group}]" if self.group is not None else "")
 
     def _value_store(self):
-        from .value_baselines import store_for
+        from vitaudit.audit.value_baselines import store_for
 
         audit_file = self.parent.parent
         return store_for(audit_file.evaluator().session, audit_file.spec.path)
@@ -151,7 +152,7 @@ class AggregateItem(AuditItem):
             return exp, False
         if self.parent.parent.evaluator().session.update_baselines:
             return exp, True
-        from .value_baselines import resolved
+        from vitaudit.audit.value_baselines import resolved
 
         return resolved(exp, self._key(), self._value_store()), False
 
@@ -159,17 +160,21 @@ class AggregateItem(AuditItem):
         bad = run.unreadable
         if not bad:
             return ""
-        named = "; ".join(f"{name} ({cause})" for _, name, cause in bad[:NAMED])
         more = f" and {len(bad) - NAMED} more" if len(bad) > NAMED else ""
-        return f"{len(bad)} image{'s' if len(bad) != 1 else ''} of dataset '{run.dataset.key}' could not be read: {named}{more}"
+        head = f"{len(bad)} image{'s' if len(bad) != 1 else ''} of dataset '{run.dataset.key}' could not be read"
+        causes = {_cause(name, cause) for _, name, cause in bad}
+        if len(causes) == 1 and len(bad) > 1:  # one cause for all (an endpoint down): said once
+            return f"{head}: {causes.pop()} ({', '.join(name for _, name, _ in bad[:NAMED])}{more})"
+        named = "; ".join(f"{name} ({cause})" for _, name, cause in bad[:NAMED])
+        return f"{head}: {named}{more}"
 
     def aggregate_sentence(self, run: "DatasetRun", values: list["ImageValue"], v: "Verdict",
                            exp: "Expectation") -> str:
         from vitaudit.aggregate import worst_and_best
         from vitaudit.verdict_text import aggregate_summary
 
-        from .evaluate import fmt
-        from .value_baselines import difference
+        from vitaudit.audit.evaluation import fmt
+        from vitaudit.audit.value_baselines import difference
 
         n = v.n_images
         counted = self._counted(run, n)
@@ -203,3 +208,12 @@ class AggregateItem(AuditItem):
         if exp.region is not None and n < everyone:
             return f"{n} of {everyone} {noun} (those with '{exp.region.region.name}')"
         return f"{n} {noun}"
+
+
+def _cause(name: str, cause: str) -> str:
+    """What went wrong, without the image's own name (``cannot read image s3://a.png: endpoint
+    down`` -> ``endpoint down``), so images that failed for one reason can share one sentence."""
+    for lead in (f"cannot read image {name}: ", f"image object not found: {name}"):
+        if cause.startswith(lead):
+            return cause[len(lead):] or "not found"
+    return cause.replace(name, "<image>")

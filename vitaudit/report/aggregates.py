@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from vitaudit.verdict_text import NOISE
 from .format import fmt_num, fmt_op, fmt_pair, fmt_prob, is_number
 
 if TYPE_CHECKING:  # pragma: no cover - only for annotations (context imports this module)
-    from .context import CardView, Pic, PicTable
+    from .pics import Pic, PicTable
 
 #: At most this many worst / best images are drawn per card (the page-size bound relies on it).
 MAX_WORST = 6
@@ -293,7 +293,7 @@ def build_histogram(r: ExpectationResult, view: AggregateView) -> tuple[Histogra
 # ---------------------------------------------------------------- examples and classes
 
 def example_uris(r: ExpectationResult) -> Iterable[str | None]:
-    """Every picture an aggregate card shows (for :class:`~.context.PicTable`'s usage counts)."""
+    """Every picture an aggregate card shows (for :class:`~.pics.PicTable`'s usage counts)."""
     view = r.aggregate_view
     if view is None:
         return
@@ -347,6 +347,14 @@ def aggregate_card(r: ExpectationResult, pics: "PicTable") -> AggregateCard:
     )
 
 
+class _Card(Protocol):
+    """What :func:`class_summary` reads of a card (:class:`.context.CardView`)."""
+
+    id: str
+    r: ExpectationResult
+    value_text: str
+
+
 #: How each interval was made, in words.
 _CI_METHODS = {"bca": "BCa bootstrap", "t": "Student's t", "order-statistic": "order statistics",
                "percentile": "percentile bootstrap", "wilson": "Wilson", "constant": "every value equal"}
@@ -367,7 +375,7 @@ def ci_text(r: ExpectationResult) -> str:
     return text
 
 
-def class_summary(cards: Sequence["CardView"]) -> ClassSummary | None:
+def class_summary(cards: Sequence[_Card]) -> ClassSummary | None:
     """The per-class items of one dataset as a class x expectation table (None without any)."""
     per_class = [c for c in cards if c.r.dataset is not None and c.r.group is not None]
     if not per_class:

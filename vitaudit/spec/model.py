@@ -120,6 +120,7 @@ class ImageDecl:
     regions: dict[str, Region] = field(default_factory=dict, hash=False)  # valid regions only
     file: str = ""
     line: int = 0
+    store: object = field(default=None, hash=False, compare=False, repr=False)  # a vitaudit.storage.Store for a URI path
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ class Relative:
     """A threshold written relative to a recorded value: ``baseline``, ``baseline - 0.05``, ``baseline * 0.9``.
 
     ``op`` is ``=`` (the baseline itself), ``-``, ``+`` or ``*`` with ``amount``. ``baseline`` is
-    ``None`` as parsed; :mod:`vitaudit.plugin.value_baselines` fills it in when it resolves the
+    ``None`` as parsed; :mod:`vitaudit.audit.value_baselines` fills it in when it resolves the
     threshold for a run (and sets the expectation's ``value``).
     """
 
@@ -198,7 +199,7 @@ class Expectation:
     - ``op``/``value``: ``op`` in :data:`OPS` with a float ``value``; for ``pointing_game``
       ``op`` is ``"hits"``/``"misses"`` and ``value`` is ``None``; ``None`` for ``top1_*``/``in_topk``.
     - ``relative``: set when the threshold is written against a recorded value (``>= baseline - 0.05``);
-      ``value`` is then ``None`` until the run resolves it (:mod:`vitaudit.plugin.value_baselines`).
+      ``value`` is then ``None`` until the run resolves it (:mod:`vitaudit.audit.value_baselines`).
     - ``options``: the metric's options (:data:`METRIC_OPTIONS`, defaults filled in), sorted.
     - ``text``: the expectation as written, on one line; ``file``/``line`` where.
     - ``marks``: file-level marks first, then the expectation's own.

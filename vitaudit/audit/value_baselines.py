@@ -35,7 +35,7 @@ from .session import AuditFailure, AuditInputError
 if TYPE_CHECKING:
     from vitaudit.spec import Expectation
 
-    from .evaluate import Evaluation
+    from .evaluation import Evaluation
     from .session import AuditSession
 
 FORMAT = "vitaudit-values/1"
@@ -197,7 +197,7 @@ def resolved(exp: "Expectation", key: str, store: Store) -> "Expectation":
 
 def difference(value: float | None, baseline: float) -> str:
     """``difference from the baseline: -0.188`` (the sentence before it gives the value and the baseline)."""
-    from .evaluate import fmt
+    from .evaluation import fmt
 
     if value is None:
         return f"baseline {fmt(baseline)}"
