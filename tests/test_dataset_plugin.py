@@ -181,6 +181,19 @@ def test_unreadable_images_fail_the_expectations_unless_skipped(project: pytest.
     assert r["n_images"] == 10
     assert r["aggregate_view"]["n_not_counted"] == 1
     assert r["aggregate_view"]["not_counted"][0].startswith("data/striped/broken.png: ")
+    skipped = "1 unreadable image skipped (on_error: skip): data/striped/broken.png"
+    assert r["message"].endswith(skipped)  # the audit.json row says so
+    write(project, "- scenes: mean vit.attention mass in object > 0.99", datasets="""
+        scenes:
+          folder: data
+          labels: folders
+          on_error: skip
+          regions:
+            object: {mask: "masks/{stem}.png"}
+    """)
+    result = project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*failed: mean = * over 10 images (expected > 0.99)*; {skipped} [dataset 'scenes'*"])
 
 
 def test_a_region_counts_only_the_images_that_have_it(project: pytest.Pytester, reference: dict) -> None:
@@ -323,7 +336,14 @@ def test_aggregates_against_recorded_values(project: pytest.Pytester, reference:
         - scenes: vit accuracy >= baseline
         - scenes: median vit.attention mass in object > baseline * 0.5 per class
     """)
-    project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report").assert_outcomes(failed=7)
+    first = project.runpytest("-p", "no:cacheprovider", "-q")
+    first.assert_outcomes(failed=7)
+    # not recorded yet: the failure says where, and the row keeps the images that were measured
+    line = next(i for i, x in enumerate((project.path / "audit_d.yaml").read_text().splitlines(), 1) if "mean vit" in x)
+    assert (f"\naudit_d.yaml:{line}: no recorded value for 'scenes: mean vit.attention mass in object >= baseline - "
+            "0.01' (scenes::vit.attention-mass_in[object,mean]) in ") in first.stdout.str()
+    (missing,) = [r for r in results(project) if r["aggregate"] == "mean"]
+    assert missing["outcome"] == "failed" and len(missing["per_image"]) == 10 and missing["value"] is not None
     project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report",
                       "--audit-update-baselines").assert_outcomes(passed=7)
     stored = json.loads((project.path / "baselines" / "audit_d" / "values.json").read_text())["values"]

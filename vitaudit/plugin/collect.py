@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from .session import (AuditFailure, AuditInputError, AuditSession, rootdir_relative,
-                      warm_imports)
+from .identity import project_relative
+from .session import AuditFailure, AuditInputError, AuditSession, warm_imports
 
 if TYPE_CHECKING:
     from vitaudit.spec import AuditSpec, Expectation, SpecError
@@ -37,7 +37,15 @@ class AuditFile(pytest.File):
         from vitaudit.spec import parse_audit_file
 
         self.spec = parse_audit_file(self.path)
-        self.rel = rootdir_relative(self.config, str(self.path))
+        self.rel = project_relative(self.config, self.path)  # see .identity
+        session = audit_session(self.config)
+        if session.update_baselines:
+            from .value_baselines import stale_keys
+
+            stale = stale_keys(self.spec)
+            if stale:
+                session.outbox.stale.append({"file": str(self.path.absolute()), "rel": self.rel, "keys": stale,
+                                             "prune": not self.spec.errors})
         if self.spec.expectations:
             cams = any(m.method not in ("attention", "rollout") for e in self.spec.expectations for m in e.maps)
             warm_imports(["vitaudit.engine"] + (["pytorch_grad_cam"] if cams else []) + ["vitaudit.report"])
@@ -177,6 +185,7 @@ class SpecErrorItem(_Reported):
         self.input_error = True
         self.vitaudit_results = []
         self.add_marker(pytest.mark.audit_error)
+        self.user_properties.append(("audit", f"{self.parent.rel}:{self.line}"))
 
     def describe(self) -> str:
         return self.error.text or self.error.message

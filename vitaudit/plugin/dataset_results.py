@@ -95,7 +95,7 @@ def _examples(item: "AggregateItem", audit_file: "AuditFile", run: "DatasetRun",
     from .dataset_pass import Plan, SampleEvaluator, decoded
 
     exp = item.expectation
-    worst, best = worst_and_best(values, exp.op, WORST, BEST)
+    worst, best = worst_and_best(values, exp.op, WORST, BEST, yes_no=exp.metric == "pointing_game")
     chosen = [(w, "worst") for w in worst] + [(b, "best") for b in best]
     if not chosen:
         return []
