@@ -13,7 +13,7 @@ def _warm_up_imports() -> None:
     """pytester's in-process runs drop modules first imported inside them; torch registers
     operator libraries once per process, so import what the audits use before any run."""
     import vitaudit
-    import vitaudit.plugin.evaluate  # noqa: F401
+    import vitaudit.audit.evaluate  # noqa: F401
     import vitaudit.report  # noqa: F401
 
     m = vitaudit.load_model("resnet18", num_classes=2, model_kwargs={"layers": [1, 1, 1, 1], "channels": (8, 8, 8, 8)})
@@ -443,7 +443,7 @@ def test_baseline_updates_under_xdist_lose_nothing(project):
         import os
         import types
 
-        import vitaudit.plugin.baselines as baselines
+        import vitaudit.audit.baselines as baselines
 
         here = os.path.dirname(__file__)
 

@@ -1,7 +1,7 @@
 """The plugin's verdicts follow the computed values, for every metric kind (issue 12).
 
 Each value is first worked out here, independently of ``vitaudit.metrics``,
-``vitaudit.faithfulness`` and ``vitaudit.plugin.evaluate``: the map comes from
+``vitaudit.faithfulness`` and ``vitaudit.audit.evaluate``: the map comes from
 ``vitaudit.explain`` (checked against references in its own tests), and the metric from a
 few lines of numpy on that map; probabilities and faithfulness curves from the plain
 ``torch`` model. Then every expectation is written twice, with a threshold just on either
@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 import vitaudit
-import vitaudit.plugin.evaluate  # noqa: F401  (imported before pytester's in-process runs, as in test_plugin)
+import vitaudit.audit.evaluate  # noqa: F401  (imported before pytester's in-process runs, as in test_plugin)
 import vitaudit.report  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from test_plugin import _warm_up_imports  # noqa: F401  (torch imported before the in-process runs)
-from vitaudit.plugin import value_baselines
+from vitaudit.audit import value_baselines
 
 AUDITS = Path(__file__).resolve().parent.parent / "audits"
 AUDIT = AUDITS / "audit_regression.yaml"

@@ -247,7 +247,7 @@ def test_is_audit_file(name: str, expected: bool) -> None:
 
 def test_keys_may_use_letters_of_any_script(tmp_path: Path) -> None:
     """Model, image and region keys accept what Python identifiers and pytest ids accept."""
-    from vitaudit.plugin import baselines
+    from vitaudit.audit import baselines
 
     path = tmp_path / "audit_café.yaml"
     path.write_text(

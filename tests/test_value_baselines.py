@@ -7,7 +7,7 @@ import json
 import pytest
 
 from test_plugin import project, report, write_audit  # noqa: F401  (the same tiny-model project)
-from vitaudit.plugin import value_baselines
+from vitaudit.audit import value_baselines
 from vitaudit.spec import Relative
 from vitaudit.spec.errors import SentenceError
 from vitaudit.spec.sentences import parse_sentence
@@ -155,7 +155,7 @@ def test_a_worse_value_fails_with_baseline_current_and_difference(project):
     result = project.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    from vitaudit.plugin.evaluate import fmt
+    from vitaudit.audit.evaluate import fmt
 
     assert (f"mass in 'left' = {fmt(measured)} (expected >= {fmt(measured + 0.29)}, baseline - 0.01 with baseline "
             f"{fmt(measured + 0.3)}); difference from the baseline: {-0.3:+.3g}") in out
@@ -173,7 +173,7 @@ def test_a_threshold_that_is_the_baseline_itself_is_named_once(project):
     result = project.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    from vitaudit.plugin.evaluate import fmt
+    from vitaudit.audit.evaluation import fmt
 
     assert (f"mass in 'left' = {fmt(measured)} (expected >= {fmt(measured + 0.1)}, the baseline); "
             f"difference from the baseline: {-0.1:+.3g}") in out
@@ -211,7 +211,7 @@ def test_store_records_per_image_values_for_dataset_aggregates(tmp_path):
     """The API the dataset aggregates call: record a value with per-image rows as in audit.json."""
     from types import SimpleNamespace
 
-    from vitaudit.plugin.session import Outbox
+    from vitaudit.audit.session import Outbox
 
     session = SimpleNamespace(outbox=Outbox(), update_baselines=True, value_stores={})
     audit = tmp_path / "audit_d.yaml"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vitaudit.plugin import value_baselines
+from vitaudit.audit import value_baselines
 
 SCENES = Path(__file__).resolve().parent.parent / "audits" / "images" / "scenes"
 

@@ -17,55 +17,17 @@ import difflib
 import json
 import os
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from torch import nn
 
+from .adapters.base import (_SOURCES, Built, Loader, LoadRequest, ModelError, WeightsUnavailable,  # noqa: F401
+                            _hub_reachable, register_source)
 from .checkpoints import CheckpointError, load_into, read_state_dict
 
 
-class ModelError(ValueError):
-    """A model spec that names nothing loadable (one-line message)."""
-
-
-class WeightsUnavailable(ModelError):
-    """Pretrained weights that cannot be had here (offline and not cached): audits skip, not fail."""
-
-
-@dataclass
-class Built:
-    """What a source returns: the network, its data config and class names (None: derive)."""
-
-    module: nn.Module
-    data_config: dict[str, Any]
-    labels: list[str] | None = None
-    imagenet_subset: str | None = None
-    weights: str = "random init"  # a word for the report: where the weights came from
-    weights_file: str | None = None  # the file the weights were read from, when known (for its hash)
-
-
-Loader = Callable[[str, "LoadRequest"], Built]
-_SOURCES: dict[str, Loader] = {}
 _OFFLINE_WEIGHTS: dict[str, Callable[[nn.Module], tuple[str, str]]] = {}
-
-
-@dataclass(frozen=True)
-class LoadRequest:
-    pretrained: bool | None
-    num_classes: int | None
-    model_kwargs: tuple[tuple[str, Any], ...] = ()  # extra constructor arguments (timm: img_size, depth, ...)
-
-
-def register_source(prefix: str) -> Callable[[Loader], Loader]:
-    """Register a loader for specs ``"<prefix>:NAME"``."""
-
-    def wrap(fn: Loader) -> Loader:
-        _SOURCES[prefix] = fn
-        return fn
-
-    return wrap
 
 
 def split_spec(spec: str) -> tuple[str, str]:
@@ -115,16 +77,6 @@ def _names(prefix: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- timm
-
-def _hub_reachable(host: str = "huggingface.co", timeout: float = 2.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
 
 @contextlib.contextmanager
 def _hub_offline_if_unreachable() -> Iterator[None]:

@@ -19,7 +19,7 @@ from typing import Any
 from torch import nn
 
 from ..anatomy import Anatomy
-from ..registry import Built, LoadRequest, ModelError, WeightsUnavailable, _hub_reachable, register_source
+from .base import Built, LoadRequest, ModelError, WeightsUnavailable, _hub_reachable, register_source
 
 # model_type -> words, and how many tokens come before the patches (None: windowed / CNN)
 _VIT_TYPES: dict[str, tuple[str, int]] = {

@@ -1,7 +1,8 @@
 """The pytest plugin, registered through the ``pytest11`` entry point: installing vitaudit enables it.
 
-- collection (:mod:`.collect`): ``audit_*.yaml`` / ``*.audit.yaml`` files -> image -> expectation items;
-- execution (:mod:`.evaluate`): one model load per session, one pass per image, a sentence per failure;
+- collection (:mod:`.audit_file`, :mod:`.collect`): ``audit_*.yaml`` / ``*.audit.yaml`` files -> image -> expectation items;
+- execution (:mod:`vitaudit.audit`, the pytest-free core): one model load per session, one pass per
+  image, a sentence per failure;
 - reporting (:mod:`.collector`): results travel on the test reports (xdist-safe) to the controller,
   which writes ``reports/audit.html`` and ``reports/audit.json`` at the end of the session.
 
@@ -13,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from .collect import AuditFile, AuditItem, SpecErrorItem, audit_session
+from .audit_file import AuditFile
+from .collect import AuditItem, SpecErrorItem, audit_session
 from .fixtures import audit, audit_model, explain  # noqa: F401  (fixtures)
 
 COLLECTOR_KEY = pytest.StashKey["Collector"]()
@@ -98,6 +100,17 @@ def _message(report: pytest.TestReport, fallback: str) -> str:
         text = str(report.longrepr).strip()
         return text.splitlines()[-1] if "\n" in text and text.startswith("[XPASS") else text
     return fallback
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """The audit core's ModelSkipped (weights that cannot be had here) is a skip at the item's line."""
+    from vitaudit.audit.session import ModelSkipped
+
+    try:
+        return (yield)
+    except ModelSkipped as exc:
+        raise pytest.skip.Exception(str(exc), _use_item_location=True) from None
 
 
 @pytest.hookimpl(wrapper=True)

@@ -15,8 +15,8 @@ from vitaudit.results import ModelView, Panel, Prediction
 if TYPE_CHECKING:
     from vitaudit.explanation import Explanation
 
-    from .evaluate import Evaluation
-    from .session import AuditSession
+    from vitaudit.audit.evaluation import Evaluation
+    from vitaudit.audit.session import AuditSession
 
 MAX_SIDE = 384
 QUALITY = 80

@@ -17,9 +17,8 @@ from vitaudit.results import AggregateView, ClassRow, Example, Panel
 if TYPE_CHECKING:
     from vitaudit.aggregate import ImageValue, Verdict
 
-    from .collect import AuditFile
-    from .dataset_items import AggregateItem
-    from .dataset_pass import DatasetRun
+    from .nodes import AggregateNode, FileNode
+    from vitaudit.audit.dataset_pass import DatasetRun
 
 #: Example pictures per card: the worst and the best images.
 WORST, BEST = 6, 3
@@ -27,7 +26,7 @@ WORST, BEST = 6, 3
 LISTED = 20
 
 
-def fill(result: dict[str, Any], item: "AggregateItem", audit_file: "AuditFile", run: "DatasetRun",
+def fill(result: dict[str, Any], item: "AggregateNode", audit_file: "FileNode", run: "DatasetRun",
          values: list["ImageValue"], v: "Verdict", exp) -> None:
     """``exp``: the item's expectation, its threshold resolved when it is relative."""
     share = exp.aggregate == "share"
@@ -38,6 +37,10 @@ def fill(result: dict[str, Any], item: "AggregateItem", audit_file: "AuditFile",
     result["per_image"] = [{"image": x.image, "value": x.value, "passed": x.passed} for x in values]
     if exp.relative is not None:
         result["baseline"] = exp.relative.baseline
+    if v.interval is not None:
+        result.update(v.interval.to_dict())
+    result["confidence"] = v.confidence
+    result["within_noise"] = v.within_noise
     everyone = [s for s in run.dataset.samples if item.group is None or s.label == item.group]
     with_region = everyone if exp.region is None else \
         [s for s in everyone if exp.region.region.name in s.regions]
@@ -60,18 +63,12 @@ def fill(result: dict[str, Any], item: "AggregateItem", audit_file: "AuditFile",
 
 
 def _summary(exp, v: "Verdict") -> str:
-    from .evaluate import fmt
+    from vitaudit.verdict_text import aggregate_summary
 
-    if v.value is None:
-        return f"no image counted ({v.n_images} images)"
-    if exp.aggregate == "share":
-        return f"{v.value:.1%} of {v.n_images} images pass (expected at least {exp.share:.0%})"
-    if exp.value is None:  # a relative threshold being recorded
-        return f"{exp.aggregate} = {fmt(v.value)} over {v.n_images} images"
-    return f"{exp.aggregate} = {fmt(v.value)} over {v.n_images} images (expected {exp.op} {fmt(exp.value)})"
+    return aggregate_summary(exp, v)
 
 
-def _per_class(item: "AggregateItem", exp, run: "DatasetRun", values: list["ImageValue"]) -> list[ClassRow]:
+def _per_class(item: "AggregateNode", exp, run: "DatasetRun", values: list["ImageValue"]) -> list[ClassRow]:
     """Every class's aggregate and verdict (a per-class item shows its class among the others).
 
     Under a relative threshold each class has its own recorded value, so only the item's own
@@ -86,13 +83,13 @@ def _per_class(item: "AggregateItem", exp, run: "DatasetRun", values: list["Imag
     return rows
 
 
-def _examples(item: "AggregateItem", audit_file: "AuditFile", run: "DatasetRun",
+def _examples(item: "AggregateNode", audit_file: "FileNode", run: "DatasetRun",
               values: list["ImageValue"]) -> list[Example]:
     """The worst and best images as overlays with the region outlined, in one small batch."""
     from vitaudit.engine import run_batch
 
     from . import cards
-    from .dataset_pass import Plan, SampleEvaluator, decoded
+    from vitaudit.audit.dataset_pass import Plan, SampleEvaluator, decoded
 
     exp = item.expectation
     worst, best = worst_and_best(values, exp.op, WORST, BEST, yes_no=exp.metric == "pointing_game")

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 import pytest
 
+from vitaudit.aggregate import OPS
+from vitaudit.audit.evaluation import fmt
+from vitaudit.audit.session import AuditFailure
+
 from .collect import audit_session
-from .evaluate import OPS, fmt
 from .identity import expectation_id, project_relative
-from .session import AuditFailure
 
 if TYPE_CHECKING:
     from vitaudit.explanation import Explanation

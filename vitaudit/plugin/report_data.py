@@ -11,11 +11,11 @@ from .identity import expectation_id
 if TYPE_CHECKING:
     from vitaudit.spec import AuditSpec
 
-    from .collect import AuditFile, AuditItem, SpecErrorItem
-    from .evaluate import Evaluation
+    from .nodes import ErrorNode, ExpectationNode, FileNode
+    from vitaudit.audit.evaluation import Evaluation
 
 
-def base_result(item: "AuditItem", spec: "AuditSpec") -> dict[str, Any]:
+def base_result(item: "ExpectationNode", spec: "AuditSpec") -> dict[str, Any]:
     """What is known before running: the expectation itself (also for skipped items)."""
     exp = item.expectation
     # By what the model is (its spec), so "vit" in two audit files is not counted as one model.
@@ -39,7 +39,7 @@ def base_result(item: "AuditItem", spec: "AuditSpec") -> dict[str, Any]:
     ).to_dict()
 
 
-def error_result(item: "SpecErrorItem") -> dict[str, Any]:
+def error_result(item: "ErrorNode") -> dict[str, Any]:
     err = item.error
     subject = err.image if err.image not in (None, "*") else None
     datasets = getattr(getattr(item.parent, "spec", None), "datasets", None) or {}
@@ -57,7 +57,7 @@ def error_result(item: "SpecErrorItem") -> dict[str, Any]:
     ).to_dict()
 
 
-def fill_result(result: dict[str, Any], item: "AuditItem", audit_file: "AuditFile", ev: "Evaluation") -> None:
+def fill_result(result: dict[str, Any], item: "ExpectationNode", audit_file: "FileNode", ev: "Evaluation") -> None:
     """Add the measurement and the pictures (encoded here, in the worker)."""
     from . import cards
 

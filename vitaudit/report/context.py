@@ -10,12 +10,8 @@ and put in place by the report's script.
 from __future__ import annotations
 
 import math
-import re
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
-
-from markupsafe import Markup
 
 from vitaudit.results import OUTCOMES, ExpectationResult, ImageView, ModelView, Panel, Prediction, RunResults
 
@@ -23,6 +19,7 @@ from .aggregates import (
     AggregateCard, ClassSummary, aggregate_card, class_summary, example_uris, shown_examples, subject_text,
 )
 from .jsondoc import FAILING
+from .pics import Pic, PicTable, valid_uri  # noqa: F401  (valid_uri: also the report's)
 from .format import fmt_duration, fmt_num, fmt_op, fmt_pair, fmt_prob, is_number
 
 #: Outcomes that need a human: the "failures only" filter and "needs attention" list keep these
@@ -31,47 +28,6 @@ PROBLEMS = frozenset({"failed", "error", "xpassed"})
 
 #: Environment keys shown first, in this order; the rest follow alphabetically.
 ENV_ORDER = ("vitaudit", "python", "torch", "torchvision", "timm", "grad-cam", "numpy", "opencv", "device", "platform")
-
-_DATA_URI = re.compile(r"data:image/(?:png|jpeg|webp|gif);base64,[A-Za-z0-9+/]*={0,2}")
-
-
-def valid_uri(uri: Any) -> bool:
-    """True for a raster ``data:`` URI in base64: nothing that could load from the network or run."""
-    return isinstance(uri, str) and _DATA_URI.fullmatch(uri) is not None
-
-
-@dataclass
-class Pic:
-    """How one picture goes into the page: inline ``src``, a shared ``ref``, or missing."""
-
-    src: Markup | None = None
-    ref: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.src is not None or self.ref is not None
-
-
-class PicTable:
-    """Decides, for every picture URI of a run, whether it is inlined or shared by reference."""
-
-    def __init__(self, uris: Iterable[str | None]) -> None:
-        self._counts = Counter(u for u in uris if valid_uri(u))
-        self._refs: dict[str, str] = {}
-        self.shared: dict[str, str] = {}  # ref -> URI, for the JSON data block
-
-    def __call__(self, uri: str | None) -> Pic:
-        if not valid_uri(uri):
-            return Pic()
-        assert uri is not None
-        if self._counts[uri] <= 1:
-            return Pic(src=Markup(uri))  # validated: only base64 characters, nothing to escape
-        ref = self._refs.get(uri)
-        if ref is None:
-            ref = self._refs[uri] = f"p{len(self._refs)}"
-            self.shared[ref] = uri
-        return Pic(ref=ref)
-
 
 def all_uris(run: RunResults) -> Iterable[str | None]:
     """Every picture URI the page will show (for :class:`PicTable`'s usage counts)."""
@@ -114,6 +70,8 @@ class Gauge:
     zone_from: float
     zone_to: float
     ticks: list[float]
+    ci_from: float | None = None  # the value's confidence interval (dataset aggregates), when in [0, 1]
+    ci_to: float | None = None
 
 
 @dataclass
@@ -188,7 +146,11 @@ def _gauge(r: ExpectationResult) -> Gauge | None:
         zone = (min(pct), max(pct))
     else:
         zone = (0.0, 0.0)
-    return Gauge(value=100.0 * float(r.value), zone_from=zone[0], zone_to=zone[1], ticks=pct)  # type: ignore[arg-type]
+    ci_from = ci_to = None
+    if all(is_number(x) and 0.0 <= float(x) <= 1.0 for x in (r.ci_low, r.ci_high)):
+        ci_from, ci_to = 100.0 * float(r.ci_low), 100.0 * float(r.ci_high)  # type: ignore[arg-type]
+    return Gauge(value=100.0 * float(r.value), zone_from=zone[0], zone_to=zone[1], ticks=pct,  # type: ignore[arg-type]
+                 ci_from=ci_from, ci_to=ci_to)
 
 
 def _stats(map_stats: dict[str, Any] | None) -> tuple[list[tuple[str, str]], list[str]]:

@@ -1,18 +1,20 @@
-"""What one pytest process (or xdist worker) shares across audit items.
+"""What one audit process (a pytest process, an xdist worker, a Ray actor) shares across expectations.
 
 Models load lazily, once per session (per worker under xdist), keyed by their declaration, so
 every audit file that declares the same model shares one load; a failed load is kept and
 reported by every item that uses the model, without retrying. Images, region masks and
 re-initialised model copies are kept too, and explanations go through the engine's cache.
+
+No pytest here: the plugin (:mod:`vitaudit.plugin.options`) builds a session from its options,
+and turns :class:`ModelSkipped` into a skip.
 """
 from __future__ import annotations
 
 import os
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import pytest
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,6 +30,11 @@ class AuditInputError(Exception):
 
 class AuditFailure(AssertionError):
     """An expectation that is not met; the message is a sentence."""
+
+
+class ModelSkipped(Exception):
+    """A model whose pretrained weights cannot be had here (offline, uncached): its expectations
+    are skipped, not failed (the plugin reports it as a skip at the expectation's own line)."""
 
 
 @dataclass
@@ -55,44 +62,25 @@ class Outbox:
         return out
 
 
-def worker_device(config: pytest.Config) -> str:
-    """``--audit-device``; under xdist with several GPUs, worker i uses GPU i mod n."""
-    device = config.getoption("audit_device") or config.getini("audit_device") or "auto"
-    worker = getattr(config, "workerinput", {}).get("workerid")
-    if device == "auto" and worker:
-        import torch
-
-        if torch.cuda.is_available() and torch.cuda.device_count() > 1:
-            index = int("".join(ch for ch in worker if ch.isdigit()) or 0)
-            return f"cuda:{index % torch.cuda.device_count()}"
-    return device
-
-
-def max_side(config: pytest.Config) -> int | None:
-    """``--audit-max-side`` (ini ``audit_max_side``): the working resolution's longest side; 0: full size."""
-    given = config.getoption("audit_max_side")
-    if given is None:  # the ini default is vitaudit.explanation.DEFAULT_MAX_SIDE (not imported: no torch here)
-        given = config.getini("audit_max_side") or "1024"
-    try:
-        value = int(given)
-    except ValueError:
-        raise pytest.UsageError(f"--audit-max-side must be a whole number of pixels (0: full size), got {given!r}") from None
-    if value < 0 or 0 < value < 32:
-        raise pytest.UsageError(f"--audit-max-side must be 0 (full size) or at least 32 pixels, got {value}")
-    return value or None
-
-
 class AuditSession:
-    """Per-process resources for audits; created at configure time, filled lazily."""
+    """Per-process resources for audits; created once per process, filled lazily.
 
-    def __init__(self, config: pytest.Config):
-        self.config = config
-        self.in_worker = hasattr(config, "workerinput")
-        self.device = worker_device(config)
-        self.batch_size = int(config.getoption("audit_batch_size") or config.getini("audit_batch_size") or 0) or None
-        self.update_baselines = bool(config.getoption("audit_update_baselines"))
-        self.pictures = not config.getoption("audit_no_report")
-        self.max_side = max_side(config)
+    ``device``: where models load (``auto``, ``cpu``, ``cuda:N``); ``batch_size``: images per
+    forward (None: the engine's default); ``in_worker``: one of several processes that share
+    the work item by item (pytest-xdist), which run single images; ``pictures``: make the
+    report's pictures; ``rootpath``: checkpoints below it are shown relative to it.
+    """
+
+    def __init__(self, *, device: str = "auto", batch_size: int | None = None, update_baselines: bool = False,
+                 pictures: bool = True, max_side: int | None = 1024, rootpath: str | Path | None = None,
+                 in_worker: bool = False):
+        self.in_worker = in_worker
+        self.device = device
+        self.batch_size = batch_size or None
+        self.update_baselines = update_baselines
+        self.pictures = pictures
+        self.max_side = max_side
+        self.rootpath = str(rootpath) if rootpath is not None else None
         self.outbox = Outbox()
         self.lock = threading.RLock()
         self._models: dict[tuple, Any] = {}
@@ -116,7 +104,7 @@ class AuditSession:
 
     # ------------------------------------------------------------------ models
     def model(self, decl: "ModelDecl") -> "AuditModel":
-        """The loaded model of a declaration; skips (weights unavailable) or raises AuditInputError."""
+        """The loaded model of a declaration; raises ModelSkipped (weights unavailable) or AuditInputError."""
         key = (decl.name, decl.pretrained, decl.checkpoint, decl.num_classes, decl.labels, decl.labels_path,
                decl.seed, decl.target_layer, decl.crop, decl.model_kwargs)
         with self.lock:
@@ -128,7 +116,7 @@ class AuditSession:
 
             if isinstance(loaded, WeightsUnavailable):
                 # Reported at the expectation's own file:line rather than at this line.
-                raise pytest.skip.Exception(f"model '{decl.key}': {loaded}", _use_item_location=True)
+                raise ModelSkipped(f"model '{decl.key}': {loaded}")
             raise AuditInputError(f"model '{decl.key}' ({decl.name}, declared at {decl.file}:{decl.line}) failed to load: {loaded}")
         return loaded
 
@@ -163,8 +151,8 @@ class AuditSession:
             self.outbox.models.append(info)
             return exc
         checkpoint = model.checkpoint
-        if checkpoint and os.path.abspath(checkpoint).startswith(str(self.config.rootpath) + os.sep):
-            checkpoint = rootdir_relative(self.config, checkpoint)
+        if checkpoint and self.rootpath and os.path.abspath(checkpoint).startswith(self.rootpath + os.sep):
+            checkpoint = relative_to(self.rootpath, checkpoint)
         info.update(family=model.family, checkpoint=checkpoint, checkpoint_sha256=model.checkpoint_sha256,
                     device=str(model.device), spec=f"{decl.name} [{model.weights}]")
         self.outbox.models.append(info)
@@ -176,7 +164,7 @@ class AuditSession:
 
         def read() -> Any:
             try:
-                return skimage_image(decl.skimage) if decl.skimage else load_image(decl.path)
+                return skimage_image(decl.skimage) if decl.skimage else load_image(decl.path, decl.store)
             except ImageError as exc:
                 return exc
 
@@ -280,8 +268,9 @@ def finish_warm_imports() -> None:
         _warming.pop().join()
 
 
-def rootdir_relative(config: pytest.Config, path: str) -> str:
+def relative_to(root: str | Path, path: str) -> str:
+    """``path`` relative to ``root`` (as given when that cannot be: another drive)."""
     try:
-        return os.path.relpath(path, str(config.rootpath))
+        return os.path.relpath(path, str(root))
     except ValueError:
         return path

@@ -7,7 +7,6 @@ regions, maps, baselines), dispatches on the metric id, and words the outcome.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,32 +14,13 @@ import numpy as np
 from vitaudit.aggregate import OPS  # one table of comparison operators
 
 from . import baselines, value_baselines
+from .evaluation import Evaluation, fmt  # noqa: F401  (fmt: re-exported for the plugin)
 from .session import AuditFailure, AuditInputError, AuditSession
 
 if TYPE_CHECKING:
     from vitaudit.explanation import Explanation
     from vitaudit.models import AuditModel
     from vitaudit.spec import AuditSpec, Expectation, MapRef
-
-
-@dataclass
-class Evaluation:
-    """What an expectation measured, for the verdict and for its card."""
-
-    passed: bool
-    value: float | None
-    summary: str  # "mass in 'goat' = 0.213 (expected > 0.4)"
-    maps: list[tuple[str, "Explanation"]] = field(default_factory=list)  # (title, explanation) shown on the card
-    mask: np.ndarray | None = None
-    extra_panels: list[tuple[str, np.ndarray, str]] = field(default_factory=list)  # (title, map or rgb, kind)
-    topk: list[tuple[str, int, float]] | None = None
-    note: str = ""
-    threshold: float | None = None  # a relative threshold as resolved for this run
-    baseline: float | None = None  # the recorded value it was made from
-
-
-def fmt(x: float) -> str:
-    return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
 
 
 class Evaluator:

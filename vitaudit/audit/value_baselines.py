@@ -35,7 +35,7 @@ from .session import AuditFailure, AuditInputError
 if TYPE_CHECKING:
     from vitaudit.spec import Expectation
 
-    from .evaluate import Evaluation
+    from .evaluation import Evaluation
     from .session import AuditSession
 
 FORMAT = "vitaudit-values/1"
@@ -114,8 +114,14 @@ def render(entries: dict[str, dict[str, Any]], audit_name: str) -> str:
     for key in sorted(entries):
         entry = entries[key]
         per_image = entry.get("per_image")
-        values[key] = entry["value"] if not per_image else {"value": entry["value"],
-                                                             "per_image": dict(sorted(per_image.items()))}
+        if not per_image and entry.get("ci") is None:
+            values[key] = entry["value"]
+            continue
+        values[key] = {"value": entry["value"]}
+        if entry.get("ci") is not None:  # dataset aggregates: the confidence interval's half-width
+            values[key]["ci"] = entry["ci"]
+        if per_image:
+            values[key]["per_image"] = dict(sorted(per_image.items()))
     doc = {"format": FORMAT, "audit": audit_name, "values": values}
     return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
@@ -157,12 +163,14 @@ class Store:
     def get(self, key: str) -> dict[str, Any] | None:
         return self.entries.get(key)
 
-    def record(self, key: str, value: float | None, per_image: Any = None) -> None:
-        """Queue ``value`` (and the per-image values, for dataset aggregates) to be written as ``key``'s
-        baseline by the controller at the end of the session."""
+    def record(self, key: str, value: float | None, per_image: Any = None, ci: float | None = None) -> None:
+        """Queue ``value`` (and the per-image values and the confidence interval's half-width ``ci``, for
+        dataset aggregates) to be written as ``key``'s baseline by the controller at the end of the session."""
         entry = {"file": str(Path(self.audit_file).absolute()), "key": key, "value": _number(value)}
         if per_image is not None:
             entry["per_image"] = _per_image(per_image)
+        if ci is not None:
+            entry["ci"] = _number(ci)
         self.session.outbox.values.append(entry)
 
 
@@ -189,28 +197,41 @@ def resolve(exp: "Expectation", key: str, store: Store) -> tuple[float, float]:
     if isinstance(baseline, bool) or not isinstance(baseline, (int, float)) or not math.isfinite(baseline):
         raise AuditInputError(f"the recorded value of {key} in {baselines.shown(store.path)} is {baseline!r}, "
                               f"not a number; record it again with: {update_command(store.audit_file)}")
-    return exp.relative.threshold(float(baseline)), float(baseline)
+    relative = exp.relative
+    if relative.uses_ci:
+        ci = entry.get("ci")
+        if isinstance(ci, bool) or not isinstance(ci, (int, float)) or not math.isfinite(ci):
+            raise MissingBaseline(f"no recorded confidence interval for {exp.text!r} ({key}) in "
+                                  f"{baselines.shown(store.path)} ('{relative.text}' needs one); "
+                                  f"record it with: {update_command(store.audit_file)}")
+        relative = replace(relative, ci=float(ci))
+    return relative.threshold(float(baseline)), float(baseline)
+
+
+def recorded_ci(key: str, store: Store) -> float | None:
+    """The confidence-interval half-width recorded with ``key`` (``None`` when there is none)."""
+    ci = (store.get(key) or {}).get("ci")
+    return float(ci) if isinstance(ci, (int, float)) and not isinstance(ci, bool) else None
 
 
 def resolved(exp: "Expectation", key: str, store: Store) -> "Expectation":
-    """``exp`` with its threshold made from the recorded value (``value`` set, ``relative.baseline`` set)."""
+    """``exp`` with its threshold made from the recorded value (``value`` set, ``relative.baseline`` set,
+    and ``relative.ci`` for ``baseline - ci``)."""
     threshold, baseline = resolve(exp, key, store)
-    return replace(exp, value=threshold, relative=replace(exp.relative, baseline=baseline))
+    ci = recorded_ci(key, store) if exp.relative.uses_ci else None
+    return replace(exp, value=threshold, relative=replace(exp.relative, baseline=baseline, ci=ci))
 
 
 def said(relative) -> str:
-    """How a failure names a resolved relative threshold after its number: ``baseline - 0.05 with
-    baseline 0.6``; just ``the baseline`` when the threshold is the baseline itself (``>= baseline``)."""
-    from .evaluate import fmt
+    """``baseline - 0.05 with baseline 0.6``, or ``the baseline`` (:func:`vitaudit.verdict_text.relative_said`)."""
+    from vitaudit.verdict_text import relative_said
 
-    if relative.op == "=":
-        return "the baseline"
-    return f"{relative.text} with baseline {fmt(relative.baseline)}"
+    return relative_said(relative)
 
 
 def difference(value: float | None, baseline: float) -> str:
     """``difference from the baseline: -0.188`` (the sentence before it gives the value and the baseline)."""
-    from .evaluate import fmt
+    from .evaluation import fmt
 
     if value is None:
         return f"baseline {fmt(baseline)}"
@@ -249,7 +270,7 @@ def write_recorded(entries: Iterable[dict[str, Any]], stale: Iterable[dict[str, 
 
     by_file: dict[str, dict[str, dict[str, Any]]] = {}
     for e in entries:
-        by_file.setdefault(e["file"], {})[e["key"]] = {k: v for k, v in e.items() if k in ("value", "per_image")}
+        by_file.setdefault(e["file"], {})[e["key"]] = {k: v for k, v in e.items() if k in ("value", "per_image", "ci")}
     prune: dict[str, set[str]] = {}
     for s in stale:
         if s.get("prune") and s.get("keys"):

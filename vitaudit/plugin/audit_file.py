@@ -1,0 +1,77 @@
+"""An audit file as pytest's File: its spec, its nodes, its evaluator and its datasets' passes."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+import pytest
+
+from vitaudit.audit.session import warm_imports
+
+from .collect import AuditItem, ImageNode, SpecErrorItem, audit_session
+from .identity import project_relative
+
+if TYPE_CHECKING:
+    from vitaudit.spec import AuditSpec, Expectation
+
+
+class AuditFile(pytest.File):
+    """One ``audit_*.yaml`` file."""
+
+    spec: "AuditSpec"
+
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        from vitaudit.spec import parse_audit_file
+
+        self.spec = parse_audit_file(self.path)
+        self.rel = project_relative(self.config, self.path)  # see .identity
+        session = audit_session(self.config)
+        if session.update_baselines:
+            from vitaudit.audit.value_baselines import stale_keys
+
+            stale = stale_keys(self.spec)
+            if stale:
+                session.outbox.stale.append({"file": str(self.path.absolute()), "rel": self.rel, "keys": stale,
+                                             "prune": not self.spec.errors})
+        if self.spec.expectations:
+            cams = any(m.method not in ("attention", "rollout") for e in self.spec.expectations for m in e.maps)
+            warm_imports(["vitaudit.engine"] + (["pytorch_grad_cam"] if cams else []) + ["vitaudit.report"])
+        for err in self.spec.errors:
+            yield SpecErrorItem.from_parent(self, name=f"error@L{err.line}", error=err)
+        by_image: dict[str, list["Expectation"]] = {}
+        for exp in self.spec.expectations:
+            by_image.setdefault(exp.image, []).append(exp)
+        for image, exps in by_image.items():
+            if exps[0].dataset is not None:
+                from .dataset_items import DatasetNode
+
+                yield DatasetNode.from_parent(self, name=image, dataset=self.spec.datasets[image], expectations=exps)
+            else:
+                yield ImageNode.from_parent(self, name=image, expectations=exps)
+
+    def dataset_run(self, key: str):
+        """The pass over dataset ``key`` for every expectation of this file on it (run once)."""
+        runs = getattr(self, "_dataset_runs", None)
+        if runs is None:
+            runs = self._dataset_runs = {}
+        if key not in runs:
+            from vitaudit.audit.dataset_pass import run_dataset
+            from .progress import Progress
+
+            ev = self.evaluator()
+            # only the expectations this session runs (-k, --lf, --deselect leave the others out)
+            chosen = {it.expectation.id for it in getattr(self.session, "items", [])
+                      if isinstance(it, AuditItem) and it.parent.parent is self}
+            exps = [e for e in self.spec.expectations if e.dataset == key and (not chosen or e.id in chosen)]
+            dataset = self.spec.datasets[key]
+            progress = Progress(self.config, f"{self.rel}::{key}")
+            runs[key] = run_dataset(ev, dataset, exps, batch_size=ev.session.batch_size, progress=progress)
+            progress.close(len(dataset.samples), len(dataset.samples))
+        return runs[key]
+
+    def evaluator(self):
+        ev = getattr(self, "_evaluator", None)
+        if ev is None:
+            from vitaudit.audit.evaluate import Evaluator
+
+            ev = self._evaluator = Evaluator(self.spec, audit_session(self.config))
+        return ev
