@@ -132,6 +132,14 @@ def test_verdicts_follow_values_computed_here(project: pytest.Pytester, referenc
     share = [r for r in results(project) if r["aggregate"] == "share"][0]
     assert share["value"] == pytest.approx(above) and share["threshold"] == pytest.approx(above - 0.01)
     assert [p["passed"] for p in share["per_image"]] == [reference[p["image"]]["mass"] > t for p in share["per_image"]]
+    # every aggregate card on a labelled dataset has its per-class table, with a verdict per class
+    accuracy = next(r for r in results(project) if r["text"] == f"scenes: vit accuracy > {acc:.4f}")
+    table = {c["group"]: c for c in accuracy["aggregate_view"]["per_class"]}
+    assert sorted(table) == sorted(CLASSES)
+    for c in CLASSES:
+        correct = [r["correct"] for r in reference.values() if r["label"] == c]
+        assert table[c]["value"] == pytest.approx(np.mean(correct))
+        assert table[c]["passed"] == (np.mean(correct) > round(acc, 4))
 
 
 def test_failure_sentence_names_aggregate_threshold_n_and_worst_images(project: pytest.Pytester,
@@ -360,6 +368,11 @@ def test_aggregates_against_recorded_values(project: pytest.Pytester, reference:
     assert sorted(k for k in stored if "per_class" in k) == [
         f"scenes::vit.attention-mass_in[object,median,per_class][{c}]" for c in CLASSES]
     project.runpytest("-p", "no:cacheprovider", "-q").assert_outcomes(passed=7)
+    # per class, each class is held to its own recorded value: every row of the table has a verdict;
+    # the dataset-wide relative ones have one recorded value, which says nothing of a class
+    for r in results(project):
+        verdicts = [c["passed"] for c in r["aggregate_view"]["per_class"]]
+        assert len(verdicts) == 5 and (all(v is True for v in verdicts) if r["group"] else all(v is None for v in verdicts))
     (row,) = [r for r in results(project) if r["aggregate"] == "mean"]
     assert row["baseline"] == pytest.approx(mean, abs=1e-5) and row["threshold"] == pytest.approx(mean - 0.01, abs=1e-5)
     # a retrained model that looks elsewhere: the recorded mean is now well above what it gives
