@@ -384,3 +384,15 @@ def test_aggregates_against_recorded_values(project: pytest.Pytester, reference:
     result.stdout.fnmatch_lines([f"*failed: mean = {mean:.3g} ?*? over 10 images (expected >= {mean + 0.19:.3g}, "
                                  f"baseline - 0.01 with baseline {mean + 0.2:.3g}); difference from the baseline: "
                                  f"{-0.2:+.3g}*"])
+
+
+def test_a_problem_in_a_dataset_expectation_names_the_dataset(project: pytest.Pytester) -> None:
+    """A spec error that costs a dataset expectation is about the dataset, not an image: its
+    audit.json row and the report's "Needs attention" list say so."""
+    write(project, "- scenes: mean vit.attention mass in obejct > 0.5")
+    project.runpytest("-p", "no:cacheprovider", "-q").assert_outcomes(failed=1)
+    (row,) = rows(project)
+    assert row["kind"] == "error" and row["dataset"] == "scenes" and row["image"] is None
+    html = (project.path / "reports" / "audit.html").read_text()
+    attention = html[html.index("Needs attention"):]
+    assert "dataset scenes" in attention and "image scenes" not in html
