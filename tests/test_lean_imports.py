@@ -1,6 +1,7 @@
 """What a run imports: grad-cam (which pulls in scikit-learn and matplotlib, seconds and over a
-hundred MB) only when an audit asks for a CAM method; importing vitaudit and its pytest plugin,
-or running an attention-only audit with its HTML report, loads none of them. Each check runs in
+hundred MB) only when an audit asks for a CAM method, and scipy only for a metric that needs it
+(a pointing game with a tolerance, Spearman, faithfulness blurs); importing vitaudit and its
+pytest plugin, or running an attention-only audit with its HTML report, loads none of them. Each check runs in
 a fresh interpreter, so nothing this test session imported counts."""
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-HEAVY = ("pytorch_grad_cam", "sklearn", "matplotlib")
+HEAVY = ("pytorch_grad_cam", "sklearn", "matplotlib", "scipy")
 SCENES = Path(__file__).resolve().parent.parent / "audits" / "images" / "scenes"
 
 PROBE = """
