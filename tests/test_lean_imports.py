@@ -63,5 +63,23 @@ def test_an_attention_audit_with_its_report_loads_nothing_heavy(tmp_path):
         finish_warm_imports()  # background imports count too
         """
     assert _loaded(run.format(audit=_audit(tmp_path, "attention")), tmp_path) == []
-    # The same run asking for Grad-CAM does import it: the probe sees what it should.
-    assert "pytorch_grad_cam" in _loaded(run.format(audit=_audit(tmp_path, "gradcam")), tmp_path)
+    # The same run asking for Grad-CAM does import it (the probe sees what it should), and still
+    # not the scikit-learn and matplotlib it would load for tools vitaudit does not call.
+    loaded = _loaded(run.format(audit=_audit(tmp_path, "gradcam")), tmp_path)
+    assert "pytorch_grad_cam" in loaded
+    assert not [m for m in loaded if m.split(".")[0] in ("sklearn", "matplotlib")], loaded
+
+
+def test_grad_cams_own_tools_still_get_the_real_libraries(tmp_path):
+    """What grad-cam took from the deferred libraries imports the real thing on first use."""
+    loaded = _loaded("""
+        from vitaudit.explainers.gradcam_lib import grad_cam
+        import sys
+        assert "sklearn" not in sys.modules and "matplotlib" not in sys.modules
+        from pytorch_grad_cam.utils import image, svd_on_activations
+        assert type(svd_on_activations.KernelPCA(n_components=1)).__module__.startswith("sklearn.")
+        assert image.plt.get_backend()
+        import sklearn.decomposition, matplotlib.pyplot
+        assert sklearn.decomposition.KernelPCA.__module__.startswith("sklearn.")
+        """, tmp_path)
+    assert {"matplotlib", "pytorch_grad_cam", "sklearn"} <= {m.split(".")[0] for m in loaded}
