@@ -129,15 +129,17 @@ L = 6  # the first line of the dataset body
 
 @pytest.mark.parametrize("body, expected", [
     ("s: {folder: data, sampel: 3}",
-     [(L, "unknown key 'sampel' in dataset 's' (did you mean 'sample'?); keys: folder, coco, voc, csv, images, "
-          "labels, regions, sample, seed, on_error")]),
+     [(L, "unknown key 'sampel' in dataset 's' (did you mean 'sample'?); keys: folder, coco, voc, csv, parquet, "
+          "hf, webdataset, images, labels, regions, sample, seed, on_error, storage_options, cache, columns, classes, "
+          "box_format")]),
     ("s: {folder: nope}",
      [(L, "dataset 's': dataset folder not found: nope (looked for {root}/nope)")]),
     ("s:\n  folder: data/a/a0.png",
      [(L + 1, "dataset 's': dataset folder is a file, not a folder: data/a/a0.png (looked for {root}/data/a/a0.png)")]),
     ("s: {folder: masks, coco: x.json}", [(L, "dataset 's' has both folder and coco; keep one")]),
     ("s: {labels: folders}", [(L, "dataset 's' needs one of folder: (images below a folder), coco: (a COCO JSON), "
-                                  "voc: (a folder of Pascal VOC XML files) or csv: (a CSV manifest)")]),
+                                  "voc: (a folder of Pascal VOC XML files), csv: (a CSV manifest), parquet: (Parquet "
+                                  "files), hf: (a datasets save_to_disk folder) or webdataset: (tar shards)")]),
     ("s: data", [(L, "dataset 's' must be a mapping like {folder: <path>} (or coco:, voc:, csv:), got 'data'")]),
     ("s.x: {folder: data}", [(L, "dataset key 's.x' must be a name of letters, digits, '_' and '-'")]),
     ("metric: {folder: data}", [(L, "dataset key 'metric' is reserved")]),

@@ -247,30 +247,54 @@ def decode_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - torch.get_num_threads()))
 
 
+#: Threads that fetch images from object storage, tables or shards when no core is spare for
+#: decoding: fetching waits on I/O, so it overlaps the models without taking their cores.
+FETCH_THREADS = 4
+
+
 def decoded(samples: Sequence["Sample"], batch_size: int, workers: int | None = None
             ) -> Iterator[tuple[list["Sample"], list["LoadedImage | BaseException"]]]:
-    """Batches of samples with their decoded images; decoding runs one batch ahead in threads."""
-    from vitaudit.images import load_image
+    """Batches of samples with their decoded images; fetching and decoding run one batch ahead in
+    threads (with no core to spare, only the fetching: decoding then happens between batches).
+    At most two batches of images (or of fetched bytes) are held at a time."""
+    from vitaudit.datasets.fetch import decode_sample, fetch_sample, read_sample
 
     def read(sample: "Sample"):
         try:
-            return load_image(sample.path)
+            return read_sample(sample)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is reported by name
+            return exc
+
+    def fetch(sample: "Sample"):
+        try:
+            return fetch_sample(sample)
+        except Exception as exc:  # noqa: BLE001 - reported by name, like an unreadable file
+            return exc
+
+    def finish(sample: "Sample", data):
+        if isinstance(data, BaseException):
+            return data
+        try:
+            return decode_sample(sample, data)
+        except Exception as exc:  # noqa: BLE001
             return exc
 
     chunks = [list(samples[i : i + batch_size]) for i in range(0, len(samples), batch_size)]
     if workers is None:
         workers = decode_workers()
-    if workers == 0:  # no core to spare: decoding threads would only slow the models' own threads
+    remote = any(s.source is not None for s in samples[:1])
+    if workers == 0 and not remote:  # no core to spare: decoding threads would only slow the models' own threads
         for chunk in chunks:
             yield chunk, [read(s) for s in chunk]
         return
-    with ThreadPoolExecutor(workers, thread_name_prefix="vitaudit-decode") as pool:
-        pending = [pool.map(read, chunks[0])] if chunks else []
+    job = read if workers else fetch
+    with ThreadPoolExecutor(workers or FETCH_THREADS, thread_name_prefix="vitaudit-decode") as pool:
+        pending = [pool.map(job, chunks[0])] if chunks else []
         for i, chunk in enumerate(chunks):
             if i + 1 < len(chunks):
-                pending.append(pool.map(read, chunks[i + 1]))
-            yield chunk, list(pending.pop(0))
+                pending.append(pool.map(job, chunks[i + 1]))
+            got = list(pending.pop(0))
+            yield chunk, got if workers else [finish(s, d) for s, d in zip(chunk, got)]
 
 
 def run_dataset(evaluator: Evaluator, dataset: "Dataset", expectations: Sequence["Expectation"], *,

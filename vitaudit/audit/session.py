@@ -163,7 +163,7 @@ class AuditSession:
 
         def read() -> Any:
             try:
-                return skimage_image(decl.skimage) if decl.skimage else load_image(decl.path)
+                return skimage_image(decl.skimage) if decl.skimage else load_image(decl.path, decl.store)
             except ImageError as exc:
                 return exc
 

@@ -87,8 +87,14 @@ def render(entries: dict[str, dict[str, Any]], audit_name: str) -> str:
     for key in sorted(entries):
         entry = entries[key]
         per_image = entry.get("per_image")
-        values[key] = entry["value"] if not per_image else {"value": entry["value"],
-                                                             "per_image": dict(sorted(per_image.items()))}
+        if not per_image and entry.get("ci") is None:
+            values[key] = entry["value"]
+            continue
+        values[key] = {"value": entry["value"]}
+        if entry.get("ci") is not None:  # dataset aggregates: the confidence interval's half-width
+            values[key]["ci"] = entry["ci"]
+        if per_image:
+            values[key]["per_image"] = dict(sorted(per_image.items()))
     doc = {"format": FORMAT, "audit": audit_name, "values": values}
     return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
@@ -130,12 +136,14 @@ class Store:
     def get(self, key: str) -> dict[str, Any] | None:
         return self.entries.get(key)
 
-    def record(self, key: str, value: float | None, per_image: Any = None) -> None:
-        """Queue ``value`` (and the per-image values, for dataset aggregates) to be written as ``key``'s
-        baseline by the controller at the end of the session."""
+    def record(self, key: str, value: float | None, per_image: Any = None, ci: float | None = None) -> None:
+        """Queue ``value`` (and the per-image values and the confidence interval's half-width ``ci``, for
+        dataset aggregates) to be written as ``key``'s baseline by the controller at the end of the session."""
         entry = {"file": str(Path(self.audit_file).absolute()), "key": key, "value": _number(value)}
         if per_image is not None:
             entry["per_image"] = _per_image(per_image)
+        if ci is not None:
+            entry["ci"] = _number(ci)
         self.session.outbox.values.append(entry)
 
 
@@ -162,13 +170,29 @@ def resolve(exp: "Expectation", key: str, store: Store) -> tuple[float, float]:
     if isinstance(baseline, bool) or not isinstance(baseline, (int, float)) or not math.isfinite(baseline):
         raise AuditInputError(f"the recorded value of {key} in {baselines.shown(store.path)} is {baseline!r}, "
                               f"not a number; record it again with: {update_command(store.audit_file)}")
-    return exp.relative.threshold(float(baseline)), float(baseline)
+    relative = exp.relative
+    if relative.uses_ci:
+        ci = entry.get("ci")
+        if isinstance(ci, bool) or not isinstance(ci, (int, float)) or not math.isfinite(ci):
+            raise MissingBaseline(f"no recorded confidence interval for {exp.text!r} ({key}) in "
+                                  f"{baselines.shown(store.path)} ('{relative.text}' needs one); "
+                                  f"record it with: {update_command(store.audit_file)}")
+        relative = replace(relative, ci=float(ci))
+    return relative.threshold(float(baseline)), float(baseline)
+
+
+def recorded_ci(key: str, store: Store) -> float | None:
+    """The confidence-interval half-width recorded with ``key`` (``None`` when there is none)."""
+    ci = (store.get(key) or {}).get("ci")
+    return float(ci) if isinstance(ci, (int, float)) and not isinstance(ci, bool) else None
 
 
 def resolved(exp: "Expectation", key: str, store: Store) -> "Expectation":
-    """``exp`` with its threshold made from the recorded value (``value`` set, ``relative.baseline`` set)."""
+    """``exp`` with its threshold made from the recorded value (``value`` set, ``relative.baseline`` set,
+    and ``relative.ci`` for ``baseline - ci``)."""
     threshold, baseline = resolve(exp, key, store)
-    return replace(exp, value=threshold, relative=replace(exp.relative, baseline=baseline))
+    ci = recorded_ci(key, store) if exp.relative.uses_ci else None
+    return replace(exp, value=threshold, relative=replace(exp.relative, baseline=baseline, ci=ci))
 
 
 def difference(value: float | None, baseline: float) -> str:
@@ -209,7 +233,7 @@ def write_recorded(entries: Iterable[dict[str, Any]]) -> list[Path]:
 
     by_file: dict[str, dict[str, dict[str, Any]]] = {}
     for e in entries:
-        by_file.setdefault(e["file"], {})[e["key"]] = {k: v for k, v in e.items() if k in ("value", "per_image")}
+        by_file.setdefault(e["file"], {})[e["key"]] = {k: v for k, v in e.items() if k in ("value", "per_image", "ci")}
     written = []
     for audit_file, new in sorted(by_file.items()):
         path = path_for(audit_file)

@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 
+#: Dataset verdicts within noise listed at the end of a run (the rest are counted).
+NOISE_LISTED = 10
+
 
 def _version(dist: str) -> str:
     try:
@@ -146,8 +149,19 @@ class Collector:
         self.write(exitstatus)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if self.written is not None or self.values_written or self.summaries or self.notes:
+        from vitaudit.verdict_text import noise_lines
+
+        noisy = noise_lines([r for rs in self.results.values() for r in rs])
+        if self.written is not None or self.values_written or self.summaries or self.notes or noisy:
             terminalreporter.write_sep("-", "vitaudit")
+        if noisy:
+            terminalreporter.write_line(f"{len(noisy)} dataset verdict{'s' if len(noisy) != 1 else ''} within noise "
+                                        "(the threshold is inside the 95% interval):", yellow=True)
+            for line in noisy[:NOISE_LISTED]:
+                terminalreporter.write_line(f"  {line}", yellow=True)
+            if len(noisy) > NOISE_LISTED:
+                terminalreporter.write_line(f"  ... and {len(noisy) - NOISE_LISTED} more (within_noise in audit.json)",
+                                            yellow=True)
         for path in self.values_written:
             terminalreporter.write_line(f"value baselines: {path}")
         for path in self.summaries:

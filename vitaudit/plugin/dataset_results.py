@@ -37,6 +37,10 @@ def fill(result: dict[str, Any], item: "AggregateNode", audit_file: "FileNode", 
     result["per_image"] = [{"image": x.image, "value": x.value, "passed": x.passed} for x in values]
     if exp.relative is not None:
         result["baseline"] = exp.relative.baseline
+    if v.interval is not None:
+        result.update(v.interval.to_dict())
+    result["confidence"] = v.confidence
+    result["within_noise"] = v.within_noise
     everyone = [s for s in run.dataset.samples if item.group is None or s.label == item.group]
     with_region = everyone if exp.region is None else \
         [s for s in everyone if exp.region.region.name in s.regions]
@@ -59,15 +63,9 @@ def fill(result: dict[str, Any], item: "AggregateNode", audit_file: "FileNode", 
 
 
 def _summary(exp, v: "Verdict") -> str:
-    from vitaudit.audit.evaluation import fmt
+    from vitaudit.verdict_text import aggregate_summary
 
-    if v.value is None:
-        return f"no image counted ({v.n_images} images)"
-    if exp.aggregate == "share":
-        return f"{v.value:.1%} of {v.n_images} images pass (expected at least {exp.share:.0%})"
-    if exp.value is None:  # a relative threshold being recorded
-        return f"{exp.aggregate} = {fmt(v.value)} over {v.n_images} images"
-    return f"{exp.aggregate} = {fmt(v.value)} over {v.n_images} images (expected {exp.op} {fmt(exp.value)})"
+    return aggregate_summary(exp, v)
 
 
 def _per_class(item: "AggregateNode", exp, run: "DatasetRun", values: list["ImageValue"]) -> list[ClassRow]:
