@@ -42,9 +42,9 @@ SOURCES = {
     labels: folders
     regions: {{object: {{mask: "{root}/masks/{{stem}}.png"}}}}""",
     "S3 (local server)": """
-    folder: s3://bench/clean
+    folder: s3://bench/n{n}/clean
     labels: folders
-    regions: {{object: {{mask: "s3://bench/masks/{{stem}}.png"}}}}
+    regions: {{object: {{mask: "s3://bench/n{n}/masks/{{stem}}.png"}}}}
     storage_options: {{endpoint_url: "{endpoint}"}}""",
     "Parquet": """
     parquet: {root}/parquet_clean
@@ -80,12 +80,12 @@ def prepare(root: Path, n: int, server: S3Server) -> int:
     fs = s3fs.S3FileSystem(endpoint_url=server.endpoint)
     if not fs.exists("bench"):
         fs.mkdir("bench")
-    for part in ("clean", "masks"):
-        fs.put(str(root / part), f"bench/{part}", recursive=True)
+    for part in ("clean", "masks"):  # a fresh prefix per size (put into an existing one would nest)
+        fs.put(str(root / part), f"bench/n{n}/{part}", recursive=True)
     return len(shards)
 
 
-def run_sources(tmp: Path, n: int, server: S3Server) -> list[dict]:
+def run_sources(tmp: Path, n: int, server: S3Server, names: list[str]) -> list[dict]:
     root = tmp / f"n{n}"
     t = time.perf_counter()
     shards = prepare(root, n, server)
@@ -93,12 +93,17 @@ def run_sources(tmp: Path, n: int, server: S3Server) -> list[dict]:
           flush=True)
     out = []
     for name, source in SOURCES.items():
+        if name not in names:
+            continue
         audit = root / f"audit_{len(out)}.yaml"
-        audit.write_text(AUDIT.format(source=source.format(root=root, endpoint=server.endpoint, classes=CLASSES,
+        audit.write_text(AUDIT.format(source=source.format(root=root, n=n, endpoint=server.endpoint, classes=CLASSES,
                                                            first="000", last=f"{shards - 1:03d}")))
         cmd = [sys.executable, "-m", "pytest", str(audit), "-q", "-p", "no:cacheprovider", "--audit-no-report",
                "--rootdir", str(root)]
         wall, rss, rc = measured(cmd)
+        if rc != 0:  # say why: the same run again, its summary lines
+            tail = subprocess.run(cmd + ["-rf", "--tb=line"], capture_output=True, text=True).stdout.splitlines()
+            print("\n".join("    | " + line[:300] for line in tail[-8:]), flush=True)
         out.append({"source": name, "n": n, "wall": wall, "rss": rss, "rc": rc})
         print(f"  {name:18s} {wall:7.1f} s  peak {rss:6.0f} MB  exit {rc}", flush=True)
     return out
@@ -108,9 +113,9 @@ LIST = """\
 import sys, time
 from vitaudit.storage import Store
 store = Store({"endpoint_url": sys.argv[1]})
-t = time.perf_counter()
+t, cpu = time.perf_counter(), time.process_time()
 found = store.find("s3://listing/" + sys.argv[2], (".png",))
-print(len(found), time.perf_counter() - t)
+print(len(found), time.perf_counter() - t, time.process_time() - cpu)
 """
 
 
@@ -134,7 +139,8 @@ def listing_rate(server: S3Server, counts: list[int]) -> list[tuple[int, float, 
         assert int(got[0]) == count, (got, count)
         out.append((count, put_s, float(got[1])))
         print(f"  {count} objects: put in {put_s:.0f} s, listed in {float(got[1]):.2f} s "
-              f"({count / float(got[1]):,.0f} objects/s)", flush=True)
+              f"({count / float(got[1]):,.0f} objects/s; the client's own CPU time {float(got[2]):.2f} s, "
+              f"{count / max(float(got[2]), 1e-9):,.0f} objects per client CPU second)", flush=True)
     return out
 
 
@@ -142,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000])
     ap.add_argument("--list-objects", type=int, nargs="*", default=[5000, 20000])
+    ap.add_argument("--sources", nargs="*", default=list(SOURCES), help="a subset of: " + ", ".join(SOURCES))
     args = ap.parse_args(argv)
     server = S3Server().start()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -150,20 +157,21 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="vitaudit-bench-sources-") as tmp:
             for n in args.sizes:
                 print(f"{n} images:", flush=True)
-                rows += run_sources(Path(tmp), n, server)
+                rows += run_sources(Path(tmp), n, server, args.sources)
         if args.list_objects:
             print("listing:", flush=True)
             listed = listing_rate(server, args.list_objects)
             count, _, seconds = listed[-1]
             print(f"  at {count / seconds:,.0f} objects/s, 1,000,000 objects would list in {1e6 / count * seconds:.0f} s "
-                  "(linear extrapolation; the server's own time per page grows with the prefix, see above)",
-                  flush=True)
+                  "(linear extrapolation; moto's time per page grows with the prefix, so the rate falls as it "
+                  "grows, and the client's CPU time above is what vitaudit itself spends)", flush=True)
     finally:
         server.stop()
     print("\n| source | images | wall (s) | vs local files | peak RSS (MB) |\n|---|---|---|---|---|")
     for r in rows:
-        local = next(x for x in rows if x["n"] == r["n"] and x["source"] == "local files")
-        print(f"| {r['source']} | {r['n']} | {r['wall']:.1f} | {r['wall'] / local['wall']:.2f}x | {r['rss']:.0f} |")
+        local = next((x for x in rows if x["n"] == r["n"] and x["source"] == "local files"), r)
+        print(f"| {r['source']} | {r['n']} | {r['wall']:.1f} | {r['wall'] / local['wall']:.2f}x | {r['rss']:.0f} |"
+              + ("" if r["rc"] == 0 else f" exit {r['rc']}"))
     return 0
 
 

@@ -301,3 +301,18 @@ def test_docs_name_every_dataset_key_and_placeholder() -> None:
         assert f"`{word}`" in section, word
     for name in PLACEHOLDERS:
         assert f"`{{{name}}}`" in section, name
+
+
+def test_a_region_written_with_spaces_is_named_as_the_loader_names_it(tree: Path) -> None:
+    """VOC (like COCO) names become region names with '_': 'hot dog' -> hot_dog; a sentence that
+    writes the name with its space cannot parse, and the error says how to write it."""
+    _annotations(tree)
+    _parse(tree, "voc: {voc: voc, images: data}\n")
+    path = tree / "audit_d.yaml"
+    path.write_text(path.read_text() + "  - voc: mean m.gradcam mass in hot dog > 0.3\n")
+    spec = parse_audit_file(path)
+    (err,) = spec.errors
+    assert err.message.startswith("cannot parse") and err.message.endswith(
+        "; region names have no spaces: write hot_dog for 'hot dog'")
+    path.write_text(path.read_text().replace("in hot dog", "in hot_dog"))
+    assert parse_audit_file(path).errors == ()

@@ -147,12 +147,22 @@ def ranked(values: Sequence[ImageValue], op: str | None) -> list[ImageValue]:
 
 
 def worst_and_best(values: Sequence[ImageValue], op: str | None, worst: int = 6,
-                   best: int = 3) -> tuple[list[ImageValue], list[ImageValue]]:
-    """The ``worst`` worst images and the ``best`` best ones (never the same image twice)."""
+                   best: int = 3, yes_no: bool = False) -> tuple[list[ImageValue], list[ImageValue]]:
+    """The ``worst`` worst images and the ``best`` best ones (never the same image twice).
+
+    The best never include an image whose own check failed. ``yes_no``: the per-image value is
+    1 or 0 (the pointing game's hit), so an image is either good or bad: the worst are only bad
+    ones and the best only good ones, however few there are of either.
+    """
     order = ranked(values, op)
-    low = order[:worst]
+    good = 1.0 if higher_is_better(op) else 0.0
+
+    def is_good(v: ImageValue) -> bool:
+        return v.passed is not False and v.value is not None and (not yes_no or v.value == good)
+
+    low = [v for v in order if not is_good(v)][:worst] if yes_no else order[:worst]
     taken = {v.index for v in low}
-    high = [v for v in reversed(order) if v.index not in taken and v.value is not None][:best]
+    high = [v for v in reversed(order) if v.index not in taken and is_good(v)][:best]
     return low, high
 
 

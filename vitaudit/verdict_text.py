@@ -24,6 +24,14 @@ def fmt(x: float) -> str:
     return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
 
 
+def relative_said(relative) -> str:
+    """How a failure names a resolved relative threshold after its number: ``baseline - 0.05 with
+    baseline 0.6``; just ``the baseline`` when the threshold is the baseline itself (``>= baseline``)."""
+    if relative.op == "=":
+        return "the baseline"
+    return f"{relative.text} with baseline {fmt(relative.baseline)}"
+
+
 def pct(level: float) -> str:
     """``0.95`` -> ``95%``."""
     return f"{level * 100:g}%"
@@ -90,7 +98,7 @@ def aggregate_summary(exp: "Expectation", v: "Verdict", counted: str | None = No
     else:
         expected = f"{exp.op} {fmt(exp.value)}"
         if exp.relative is not None and exp.relative.baseline is not None:
-            expected += f", {exp.relative.text} with baseline {fmt(exp.relative.baseline)}"
+            expected += f", {relative_said(exp.relative)}"
             if exp.relative.uses_ci and exp.relative.ci is not None:
                 expected += f" and ci {fmt(exp.relative.ci)}"
         said = f"{exp.aggregate} = {fmt(v.value)}{interval_text(v.interval)} over {counted} (expected {expected}{wanted})"

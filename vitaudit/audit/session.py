@@ -45,6 +45,7 @@ class Outbox:
     models: list[dict[str, Any]] = field(default_factory=list)
     views: list[dict[str, Any]] = field(default_factory=list)
     values: list[dict[str, Any]] = field(default_factory=list)
+    stale: list[dict[str, Any]] = field(default_factory=list)  # recorded values no expectation records any more
     _sent_views: set[tuple] = field(default_factory=set)
 
     def sent(self, key: tuple) -> bool:
@@ -56,8 +57,8 @@ class Outbox:
             self.views.append(view)
 
     def drain(self) -> dict[str, Any]:
-        out = {"models": self.models, "views": self.views, "values": self.values}
-        self.models, self.views, self.values = [], [], []
+        out = {"models": self.models, "views": self.views, "values": self.values, "stale": self.stale}
+        self.models, self.views, self.values, self.stale = [], [], [], []
         return out
 
 

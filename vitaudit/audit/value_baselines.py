@@ -54,12 +54,39 @@ def path_for(audit_file: str | Path) -> Path:
 
 
 def key_for(exp: "Expectation") -> str:
-    """An expectation's key in the file: ``<image>::<id>`` (its node id within the audit file).
+    """An expectation's key in the file: what it measures, ``<image>::<id>`` with the id as the
+    expectation's words make it (:func:`vitaudit.spec.ids.base_id`: subject, metric, classes or
+    region, options, aggregate), never the ordinal the item id adds to a repeated line, nor an
+    ``id:`` the user set. So adding, deleting or renaming other lines changes no key, and changing a
+    tolerance keeps the recorded value; lines that measure the same thing share it (they would
+    record the same number).
 
     Dataset aggregates use ``<dataset>::<id>`` (with ``[<class>]`` appended for per-class items).
     """
+    from vitaudit.spec.ids import base_id
+
     subject = exp.image if exp.image is not None else getattr(exp, "dataset", None)
-    return f"{subject}::{exp.id}"
+    return f"{subject}::{base_id(exp)}"
+
+
+def stale_keys(spec) -> list[str]:
+    """Keys in the values file of ``spec`` (an :class:`~vitaudit.spec.AuditSpec`) that no expectation of
+    it records any more: deleted or reworded lines."""
+    try:
+        entries = read(path_for(spec.path))
+    except AuditInputError:
+        return []
+    wanted: set[str] = set()
+    per_class: list[str] = []
+    for exp in spec.expectations:
+        if exp.relative is None:
+            continue
+        key = key_for(exp)
+        if exp.group is not None:
+            per_class.append(key + "[")
+        else:
+            wanted.add(key)
+    return sorted(k for k in entries if k not in wanted and not k.startswith(tuple(per_class)))
 
 
 def update_command(audit_file: str | Path) -> str:
@@ -195,6 +222,13 @@ def resolved(exp: "Expectation", key: str, store: Store) -> "Expectation":
     return replace(exp, value=threshold, relative=replace(exp.relative, baseline=baseline, ci=ci))
 
 
+def said(relative) -> str:
+    """``baseline - 0.05 with baseline 0.6``, or ``the baseline`` (:func:`vitaudit.verdict_text.relative_said`)."""
+    from vitaudit.verdict_text import relative_said
+
+    return relative_said(relative)
+
+
 def difference(value: float | None, baseline: float) -> str:
     """``difference from the baseline: -0.188`` (the sentence before it gives the value and the baseline)."""
     from .evaluation import fmt
@@ -224,16 +258,24 @@ def evaluate_relative(exp: "Expectation", store: Store, measure: Callable[["Expe
     return ev
 
 
-def write_recorded(entries: Iterable[dict[str, Any]]) -> list[Path]:
+def write_recorded(entries: Iterable[dict[str, Any]], stale: Iterable[dict[str, Any]] = ()) -> list[Path]:
     """On the controller: merge recorded values into each audit file's values file, atomically.
 
-    Entries of expectations not run this time are kept. Returns the files written.
+    Entries of expectations not run this time are kept; ``stale`` (``{"file", "keys", "prune"}`` per
+    audit file, from :func:`stale_keys` at collection) are removed where ``prune`` is true (the audit
+    file had no errors, so no key is stale only because its line failed to parse). Returns the files
+    written.
     """
     from vitaudit.report.atomic import atomic_write_text
 
     by_file: dict[str, dict[str, dict[str, Any]]] = {}
     for e in entries:
         by_file.setdefault(e["file"], {})[e["key"]] = {k: v for k, v in e.items() if k in ("value", "per_image", "ci")}
+    prune: dict[str, set[str]] = {}
+    for s in stale:
+        if s.get("prune") and s.get("keys"):
+            prune.setdefault(s["file"], set()).update(s["keys"])
+            by_file.setdefault(s["file"], {})
     written = []
     for audit_file, new in sorted(by_file.items()):
         path = path_for(audit_file)
@@ -242,6 +284,9 @@ def write_recorded(entries: Iterable[dict[str, Any]]) -> list[Path]:
         except AuditInputError:  # a broken file is replaced by what was just recorded
             merged = {}
         merged.update(new)
+        for key in prune.get(audit_file, ()):
+            if key not in new:
+                merged.pop(key, None)
         text = render(merged, Path(audit_file).name)
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             atomic_write_text(path, text)

@@ -55,6 +55,7 @@ class Collector:
     views: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # (file, image) -> ImageView dict
     models: dict[tuple, dict[str, Any]] = field(default_factory=dict)
     recorded: list[dict[str, Any]] = field(default_factory=list)  # values recorded as baselines
+    stale: dict[str, dict[str, Any]] = field(default_factory=dict)  # audit file -> its stale recorded-value keys
     written: Path | None = None
     values_written: list[Path] = field(default_factory=list)
     summaries: list[Path] = field(default_factory=list)
@@ -71,6 +72,8 @@ class Collector:
             if all((x["model"], x["method"]) != (v["view"]["model"], v["view"]["method"]) for x in iv["views"]):
                 iv["views"].append(v["view"])
         self.recorded.extend(payload.get("values", []))
+        for s in payload.get("stale", []):  # every xdist worker collects every file: once each
+            self.stale.setdefault(s["file"], s)
         if payload.get("results"):
             self.results[report.nodeid] = payload["results"]
 
@@ -80,8 +83,7 @@ class Collector:
         device = self.config.getoption("audit_device") or self.config.getini("audit_device") or "auto"
         started = dt.datetime.fromtimestamp(self.started).astimezone().isoformat(timespec="seconds")
         results = [ExpectationResult.from_dict(r) for rs in self.results.values() for r in rs]
-        order = {nodeid: i for i, nodeid in enumerate(self.results)}
-        results.sort(key=lambda r: (r.file, order.get(r.nodeid, 0)))
+        results.sort(key=lambda r: r.file)  # stable: items keep the order they ran in within a file
         return RunResults(
             started_at=started,
             duration=time.time() - self.started,
@@ -142,10 +144,14 @@ class Collector:
         self.add(report)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.recorded:  # once, here: xdist workers never write the values files themselves
+        if self.recorded or self.stale:  # once, here: xdist workers never write the values files themselves
             from vitaudit.audit.value_baselines import write_recorded
 
-            self.values_written = write_recorded(self.recorded)
+            self.values_written = write_recorded(self.recorded, self.stale.values())
+            for s in self.stale.values():
+                what = "pruned" if s["prune"] else "kept (the audit file has errors; fix them and record again)"
+                self.notes.append(f"{s['rel']}: {len(s['keys'])} recorded value(s) no expectation records any more, "
+                                  f"{what}: {', '.join(s['keys'])}")
         self.write(exitstatus)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:

@@ -55,6 +55,7 @@ class DatasetNode(pytest.Collector):
                 name = item_name(exp, group)
                 item = AggregateItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}{suffix}",
                                                  expectation=exp, group=group)
+                item.xdist_group = xdist_group  # the suffix .identity strips again
                 if not suffix:
                     item.add_marker(pytest.mark.xdist_group(xdist_group))
                 yield item
@@ -84,6 +85,7 @@ class AggregateItem(AuditItem):
         from vitaudit.aggregate import verdict
 
         from . import dataset_results, report_data
+        from vitaudit.audit.value_baselines import MissingBaseline
 
         exp = self.expectation
         audit_file = self.parent.parent
@@ -105,7 +107,12 @@ class AggregateItem(AuditItem):
                 first = values[0]
                 raise AuditInputError(f"none of its {len(values)} images could be measured; "
                                       f"first, {first.image}: {first.error}")
-            exp, recording = self._threshold(exp)
+            try:
+                exp, recording = self._threshold(exp)
+            except MissingBaseline as missing:  # the images were measured: the row keeps them
+                v = verdict(exp.aggregate, values, exp.op, 0.0, exp.share)
+                dataset_results.fill(result, self, audit_file, run, values, v, exp)
+                raise AuditFailure(f"{self.where()}: {missing}") from None
             v = verdict(exp.aggregate, values, exp.op, exp.value if not recording else 0.0, exp.share,
                         confidence=None if recording else exp.confidence)
             if exp.relative is not None and exp.relative.uses_ci and v.within_noise:
@@ -123,6 +130,9 @@ class AggregateItem(AuditItem):
         finally:
             result["duration"] = time.perf_counter() - start
         dataset_results.fill(result, self, audit_file, run, values, v, exp)
+        skipped = self._skipped(run)
+        if skipped:
+            result["message"] = f"{result['message']}; {skipped}"
         if recording or (exp.kind == "baseline" and audit_file.evaluator().session.update_baselines):
             what = "value recorded as the baseline" if recording else f"baselines written for {len(values)} images"
             result["message"] = f"{result['message']}; {what} (--audit-update-baselines)"
@@ -155,6 +165,14 @@ class AggregateItem(AuditItem):
 
         return resolved(exp, self._key(), self._value_store()), False
 
+    def _skipped(self, run: "DatasetRun") -> str:
+        """``1 unreadable image skipped (on_error: skip): data/x.png`` when the dataset skips them."""
+        bad = run.unreadable
+        if not bad or run.dataset.on_error != "skip":
+            return ""
+        names = ", ".join(name for _, name, _ in bad[:NAMED]) + (f" and {len(bad) - NAMED} more" if len(bad) > NAMED else "")
+        return f"{len(bad)} unreadable image{'s' if len(bad) != 1 else ''} skipped (on_error: skip): {names}"
+
     def _unreadable(self, run: "DatasetRun") -> str:
         bad = run.unreadable
         if not bad:
@@ -185,7 +203,7 @@ class AggregateItem(AuditItem):
             said = f"no {exp.aggregate}: no image has a value (expected {exp.op} {fmt(exp.value)})"
         if exp.relative is not None:
             said += f"; {difference(v.value, exp.relative.baseline)}"
-        worst, _ = worst_and_best(values, exp.op, worst=NAMED, best=0)
+        worst, _ = worst_and_best(values, exp.op, worst=NAMED, best=0, yes_no=exp.metric == "pointing_game")
         shown = [f"{w.image} {'no value' if w.value is None else fmt(w.value)}" for w in worst
                  if w.passed is not True]
         if shown:
@@ -193,6 +211,9 @@ class AggregateItem(AuditItem):
         if v.n_missing:
             first = next(x for x in values if x.value is None)
             said += f"; {v.n_missing} without a value (first: {first.image}: {first.error})"
+        skipped = self._skipped(run)
+        if skipped:
+            said += f"; {skipped}"
         context = f"dataset '{exp.dataset}'" + (f", class '{self.group}'" if self.group is not None else "")
         context += self.models_said()
         return f"{self.where()}: {exp.text!r} failed: {said} [{context}]"
