@@ -35,7 +35,7 @@ def init(tmp_path: Path, *args: str) -> tuple[Path, str]:
 
 
 @pytest.mark.parametrize("model, source, regions, labelled", [
-    ("fixture:vit-scenes", ["--dataset", str(SCENES / "clean"), "--masks", MASKS], ["object"], True),
+    ("fixture:resnet-scenes", ["--dataset", str(SCENES / "clean"), "--masks", MASKS], ["object"], True),
     ("fixture:resnet-scenes", ["--coco", str(SCENES / "coco_clean.json")], ["object"], False),
     ("fixture:resnet-scenes", ["--voc", str(SCENES / "voc_clean"), "--images", str(SCENES)], ["object"], False),
     ("fixture:resnet-scenes", ["--dataset", str(SCENES / "manifest_clean.csv")], ["object"], True),
