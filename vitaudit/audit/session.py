@@ -39,12 +39,14 @@ class ModelSkipped(Exception):
 
 @dataclass
 class Outbox:
-    """Things a worker must tell the controller once: models it loaded, per-image model views, and
-    values recorded as baselines (:mod:`.value_baselines`; the controller writes them)."""
+    """Things a worker must tell the controller once: models it loaded, per-image model views,
+    values recorded as baselines (:mod:`.value_baselines`; the controller writes them), and where
+    its dataset passes ran (the report's Run section)."""
 
     models: list[dict[str, Any]] = field(default_factory=list)
     views: list[dict[str, Any]] = field(default_factory=list)
     values: list[dict[str, Any]] = field(default_factory=list)
+    executors: list[dict[str, Any]] = field(default_factory=list)  # who ran each dataset pass
     _sent_views: set[tuple] = field(default_factory=set)
 
     def sent(self, key: tuple) -> bool:
@@ -56,8 +58,8 @@ class Outbox:
             self.views.append(view)
 
     def drain(self) -> dict[str, Any]:
-        out = {"models": self.models, "views": self.views, "values": self.values}
-        self.models, self.views, self.values = [], [], []
+        out = {"models": self.models, "views": self.views, "values": self.values, "executors": self.executors}
+        self.models, self.views, self.values, self.executors = [], [], [], []
         return out
 
 

@@ -16,6 +16,8 @@ Dataset expectations fill ``dataset``, ``aggregate`` (``mean``, ``share``, ``acc
 the audit file, "value", "passed"}, ...]`` for every image counted; ``value``/``threshold`` are
 the aggregate's. Those keys are null on single-image rows. A per-image list is written once, in
 its row: ``run.results[i].per_image`` is null, and :func:`run_from_document` puts it back.
+Beyond 10,000 images a row's list goes to ``audit.values.parquet`` beside the JSON (the row then
+has ``per_image_file`` and ``per_image_count``; :mod:`.values_file`).
 
 Pictures are dropped by default (``Panel.uri``, ``ModelView.overlay``, ``ImageView.uri`` become
 ``""``; ``layer_grid`` and ``image_uri`` become ``null``): they are 95 %+ of the bytes and the
@@ -115,8 +117,13 @@ def _without_per_image(run: RunResults) -> RunResults:
     return dataclasses.replace(run, results=[dataclasses.replace(r, per_image=None) for r in run.results])
 
 
-def run_from_document(doc: dict[str, Any]) -> RunResults:
-    """The :class:`RunResults` an ``audit.json`` document holds, per-image lists included."""
+def run_from_document(doc: dict[str, Any], base_dir: str | None = None) -> RunResults:
+    """The :class:`RunResults` an ``audit.json`` document holds, per-image lists included
+    (``base_dir``: the JSON's folder, where a row's ``per_image_file`` is)."""
+    if base_dir is not None:
+        from .values_file import join
+
+        doc = join(doc, base_dir)
     run = RunResults.from_dict(doc["run"])
     for r, row in zip(run.results, doc.get("expectations", [])):
         if row.get("nodeid") == r.nodeid and row.get("per_image") is not None:

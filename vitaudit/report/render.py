@@ -71,7 +71,12 @@ def write_report(
     (off by default: dashboards want it small). Returns the HTML path.
     """
     html = render_html(run, comparison=comparison)
-    text = render_json(run, pictures=json_pictures) if json_path is not None else None
+    text = None
+    if json_path is not None:  # long per-image lists go to audit.values.parquet beside it
+        from .values_file import split
+
+        doc = split(audit_document(run, pictures=json_pictures), json_path)
+        text = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
     if json_path is not None and text is not None:
         atomic_write_text(json_path, text)
     return atomic_write_text(html_path, html)
