@@ -59,6 +59,7 @@ datasets:
   few:
     folder: data
     labels: folders
+    on_error: skip
     regions:
       object: {mask: "masks/{stem}.png"}
 expect:
@@ -114,6 +115,14 @@ def _copy_scenes(path: Path, n_per_class: int) -> list[str]:
     return picked
 
 
+def _every_kind_project(path: Path) -> None:
+    """10 scenes (2 per class) and one file that is not an image (counted out, listed)."""
+    _copy_scenes(path, 2)
+    (path / "data" / "striped" / "broken.png").write_bytes(b"not a png")
+    shutil.copy(next((path / "masks").glob("*.png")), path / "masks" / "broken.png")
+    (path / "audit_k.yaml").write_text(EVERY_KIND)
+
+
 def _results(path: Path) -> dict[str, dict]:
     """audit.json's results by node id, without what differs from run to run (durations)."""
     doc = json.loads((path / "reports" / "audit.json").read_text())
@@ -167,6 +176,33 @@ def test_workers_are_sized_against_the_cluster_in_one_line() -> None:
     assert ray_cluster.pool(gpus, RayOptions()) == ray_cluster.Pool(2, 2, 1.0, 1.0)  # 1 GPU each by default
 
 
+def test_the_driver_takes_each_row_once_and_only_rows_of_the_pass() -> None:
+    """Rows come back keyed by index: a repeat (a retried task) is dropped and counted, a row for
+    an image or an expectation the pass does not have is left out, and what is missing is known."""
+    from types import SimpleNamespace
+
+    from vitaudit.aggregate import ImageValue
+    from vitaudit.audit.ray_pass import Collected, Rows
+    from vitaudit.datasets.base import Dataset, Sample
+
+    samples = tuple(Sample(i, f"/d/{i}.png", f"{i}.png", "cat") for i in range(5))
+    got = Collected(Dataset("d", "folder", samples), [SimpleNamespace(id="a", region=None),
+                                                       SimpleNamespace(id="b", region=None)])
+    rows = Rows()
+    for i in (0, 1, 1, 7):  # image 1 twice, image 7 is not in the dataset
+        rows.add(i, -1, None, None, "cannot read" if i == 1 else None, "10.0.0.1 node x pid 9 cpu")
+        rows.add(i, 0, 0.5 + i, True, None)
+        rows.add(i, 1, None, False, "no signal")
+    rows.add(2, 5, 1.0, True, None)  # an expectation the pass does not have
+    got.add(rows.arrays())
+    assert (got.done, got.duplicates, got.strays) == (2, 3, 4)
+    assert got.unreadable == [(1, "1.png", "cannot read")] and got.workers == {"10.0.0.1 node x pid 9 cpu"}
+    assert got.values == [[ImageValue(0, "0.png", 0.5, True, "cat"), ImageValue(1, "1.png", 1.5, True, "cat")],
+                          [ImageValue(0, "0.png", None, False, "cat", "no signal"),
+                           ImageValue(1, "1.png", None, False, "cat", "no signal")]]
+    assert got.missing(0, 5) == [2, 3, 4]
+
+
 # ------------------------------------------------------------------ on a local 2-CPU Ray
 
 LOCAL_RUNS: dict[str, dict] = {}
@@ -181,27 +217,33 @@ def test_the_shipped_dataset_audit_gives_the_same_audit_json_under_ray(pytester:
     on_ray = _run(pytester, "--audit-executor", "ray", "--audit-ray-address", local_ray)
     ray_results = _results(pytester.path)
     assert on_ray.ret == local.ret, on_ray.stdout.str()[-3000:]
-    assert len(local_results) == 23 and set(ray_results) == set(local_results)
+    assert len(local_results) == 26 and set(ray_results) == set(local_results)  # 21 expectations, 5 per class
     for nodeid, r in local_results.items():
         assert ray_results[nodeid] == r, nodeid  # outcome, value, n_images, per-image values, unreadable, cards
     doc = json.loads((pytester.path / "reports" / "audit.json").read_text())
     env = doc["run"]["environment"]
     assert env["executor"] == f"ray (cluster {local_ray})"
-    assert env["workers"].startswith("2: 127.0.0.1 node ") and env["workers"].endswith(" cpu")
+    count, workers = env["workers"].split(": ", 1)
+    assert int(count) >= 2 and all(w.startswith("127.0.0.1 node ") and w.endswith(" cpu")
+                                   for w in workers.removesuffix(" ...").split("; "))
 
 
 def test_every_kind_gives_the_same_audit_json_under_ray(pytester: pytest.Pytester, local_ray: str) -> None:
     """Prediction, localisation, comparison, baseline, faithfulness and sanity on 10 images."""
-    _copy_scenes(pytester.path, 2)
-    (pytester.path / "audit_k.yaml").write_text(EVERY_KIND)
+    _every_kind_project(pytester.path)
+    batches = "--audit-batch-size=4"  # 3 batches: both actors get work
     _run(pytester, "--audit-executor", "ray", "--audit-update-baselines").assert_outcomes(passed=7)  # runs locally
-    _run(pytester, "--audit-executor", "local").assert_outcomes(passed=7)
+    _run(pytester, "--audit-executor", "local", batches).assert_outcomes(passed=7)
     local = _results(pytester.path)
-    _run(pytester, "--audit-executor", "ray", "--audit-ray-address", local_ray).assert_outcomes(passed=7)
+    _run(pytester, "--audit-executor", "ray", "--audit-ray-address", local_ray, batches).assert_outcomes(passed=7)
     on_ray = _results(pytester.path)
     assert local == on_ray
     assert all(r["n_images"] == 10 and len(r["per_image"]) == 10 for r in local.values())
+    for r in local.values():  # the same unreadable list under both (compared above), and it is not empty
+        (listed,) = r["aggregate_view"]["not_counted"]
+        assert listed.startswith("data/striped/broken.png: ")
     LOCAL_RUNS["every_kind"] = local
+    LOCAL_RUNS["baselines"] = str(pytester.path / "baselines")
 
 
 def _actor_pids() -> list[int]:
@@ -308,7 +350,7 @@ def test_a_model_that_cannot_load_on_a_worker_fails_its_files_items_in_one_line(
         ray_pass.pool = pool
     """)
     result = _run(pytester, "--audit-executor", "ray", "--audit-ray-address", local_ray)
-    result.assert_outcomes(passed=1, errors=1)
+    result.assert_outcomes(passed=1, failed=1)  # the report's outcome: error (bad input), below
     outcomes = {r["file"]: (r["outcome"], r["message"]) for r in _results(pytester.path).values()}
     assert outcomes["audit_b.yaml"][0] == "passed"
     outcome, message = outcomes["audit_a.yaml"]
@@ -334,10 +376,10 @@ def test_two_nodes_give_the_same_audit_json(pytester: pytest.Pytester, local_ray
     try:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
-        _copy_scenes(pytester.path, 2)
-        (pytester.path / "audit_k.yaml").write_text(EVERY_KIND)
-        _run(pytester, "--audit-update-baselines").assert_outcomes(passed=7)  # the same maps as before
-        result = _run(pytester, "--audit-executor", "ray", "--audit-ray-address", cluster.address)
+        _every_kind_project(pytester.path)
+        shutil.copytree(LOCAL_RUNS["baselines"], pytester.path / "baselines")  # the maps the local run used
+        result = _run(pytester, "--audit-executor", "ray", "--audit-ray-address", cluster.address,
+                      "--audit-batch-size=4")
         result.assert_outcomes(passed=7)
         assert _results(pytester.path) == LOCAL_RUNS["every_kind"]
         doc = json.loads((pytester.path / "reports" / "audit.json").read_text())

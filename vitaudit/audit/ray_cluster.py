@@ -17,6 +17,8 @@ import shutil
 import socket
 import tempfile
 import threading
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,7 +109,8 @@ def connect(options: RayOptions) -> Cluster:
                 if options.address == "auto" and not os.environ.get("RAY_ADDRESS"):
                     _reachable_local_head(options)
                 _init(ray, options, address=options.address)
-        _quiet_data()
+        with quiet_warnings():
+            _quiet_data()
         ctx = ray.get_runtime_context()
         address = ctx.gcs_address if hasattr(ctx, "gcs_address") else ""
         cluster = Cluster(address=address or options.address, resources=dict(ray.cluster_resources()),
@@ -168,6 +171,16 @@ def _reachable_local_head(options: RayOptions) -> None:
     if not found:
         raise ClusterError("--audit-ray-address auto: RAY_ADDRESS is not set and no Ray cluster runs on this "
                            "machine; start one (`ray start --head`), set RAY_ADDRESS, or use --audit-ray-address local")
+
+
+@contextmanager
+def quiet_warnings():
+    """Ray's notes about its own settings and deprecations (not the user's business) unsaid."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray(\.|$)")
+        warnings.filterwarnings("ignore", message=r".*ray_remote_args.*")
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.data(\.|$)")
+        yield
 
 
 def _quiet_data() -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import pickle
 import time
-import warnings
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -34,7 +33,7 @@ import numpy as np
 from vitaudit.aggregate import ImageValue, merge
 
 from .dataset_pass import DatasetRun, Plan, SampleEvaluator, ShardValues, batch_size_for, decoded, measure_shard
-from .ray_cluster import Cluster, RayOptions, connect, pool
+from .ray_cluster import Cluster, Pool, RayOptions, connect, pool, quiet_warnings
 from .session import AuditSession
 
 if TYPE_CHECKING:
@@ -120,10 +119,11 @@ class MeasureBatches:
     """Ray Data's callable class: models loaded once per actor, each call measures whole batches.
 
     ``spec`` is the audit file's (without its datasets' sample lists); ``exp_ids`` the
-    expectations the driver asks for, in order (the ``exp`` column indexes them)."""
+    expectations the driver asks for, in order (the ``exp`` column indexes them); ``max_side`` and
+    ``batch_size`` the driver session's."""
 
     def __init__(self, spec: "AuditSpec", dataset: "Dataset", exp_ids: Sequence[str], max_side: int | None,
-                 ledger: Any) -> None:
+                 ledger: Any, batch_size: int | None = None) -> None:
         import ray
 
         from .evaluate import Evaluator
@@ -131,7 +131,9 @@ class MeasureBatches:
         self.ledger = ledger
         node = ray.util.get_node_ip_address()
         node_id = ray.get_runtime_context().get_node_id()[:8]
-        session = AuditSession(device="auto", pictures=False, max_side=max_side)
+        # The driver's session options that measuring reads (--audit-batch-size also sizes the
+        # batches of a faithfulness curve's forwards): the same values as on the driver.
+        session = AuditSession(device="auto", pictures=False, max_side=max_side, batch_size=batch_size)
         evaluator = Evaluator(spec, session)
         by_id = {e.id: e for e in spec.expectations}
         self.exps = [by_id[i] for i in exp_ids]
@@ -222,8 +224,8 @@ class Collected:
         n = len(dataset.samples)
         self.samples = dataset.samples
         self.exps = list(exps)
-        self.seen = bytearray(n)
-        self.seen_exp = [bytearray(n) for _ in self.exps]
+        self.seen = np.zeros(n, dtype=bool)
+        self.seen_exp = np.zeros((len(self.exps), n), dtype=bool)
         self.values: list[list[ImageValue]] = [[] for _ in self.exps]
         self.unreadable: list[tuple[int, str, str]] = []
         self.workers: set[str] = set()
@@ -232,34 +234,46 @@ class Collected:
         self.strays = 0
 
     def add(self, batch: dict[str, np.ndarray]) -> None:
+        """Take the rows of one batch of results; a row for an (image, expectation) already taken,
+        or for an image or expectation the pass does not have, is counted and left out."""
         n = len(self.samples)
-        index, exp, value = batch["index"], batch["exp"], batch["value"]
-        has, passed, error, worker = batch["has_value"], batch["passed"], batch["error"], batch["worker"]
-        for j in range(len(index)):
-            i, k = int(index[j]), int(exp[j])
-            if not 0 <= i < n or k >= len(self.exps):
-                self.strays += 1
-                continue
-            if k < 0:
-                if self.seen[i]:
-                    self.duplicates += 1
-                    continue
-                self.seen[i] = 1
-                self.done += 1
-                who, cause = _text(worker[j]), _text(error[j])
-                if who is not None:
-                    self.workers.add(who)
-                if cause is not None:
-                    self.unreadable.append((i, self.samples[i].name, cause))
-                continue
-            if self.seen_exp[k][i]:
-                self.duplicates += 1
-                continue
-            self.seen_exp[k][i] = 1
-            s = self.samples[i]
-            p = int(passed[j])
-            self.values[k].append(ImageValue(i, s.name, float(value[j]) if has[j] else None,
-                                             None if p < 0 else bool(p), s.label, _text(error[j])))
+        index = np.asarray(batch["index"], dtype=np.int64)
+        exp = np.asarray(batch["exp"], dtype=np.int64)
+        ok = (index >= 0) & (index < n) & (exp < len(self.exps))
+        self.strays += int((~ok).sum())
+        rows = np.flatnonzero(ok)
+        marks = rows[exp[rows] < 0]
+        marks = marks[self._first(self.seen, index[marks])]
+        self.seen[index[marks]] = True
+        self.done += len(marks)
+        error, worker = batch["error"], batch["worker"]
+        for j in marks:
+            who, cause = _text(worker[j]), _text(error[j])
+            if who is not None:
+                self.workers.add(who)
+            if cause is not None:
+                self.unreadable.append((int(index[j]), self.samples[index[j]].name, cause))
+        value, has, passed = batch["value"], batch["has_value"], batch["passed"]
+        samples = self.samples
+        for k in np.unique(exp[rows][exp[rows] >= 0]):
+            sel = rows[exp[rows] == k]
+            sel = sel[self._first(self.seen_exp[k], index[sel])]
+            self.seen_exp[k][index[sel]] = True
+            self.values[k].extend(
+                ImageValue(i, samples[i].name, v if h else None, None if p < 0 else p == 1, samples[i].label,
+                           _text(e))
+                for i, v, h, p, e in zip(index[sel].tolist(), value[sel].tolist(), has[sel].tolist(),
+                                         passed[sel].tolist(), error[sel].tolist()))
+
+    def _first(self, seen: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Which of ``idx`` are new: not seen before, and the first of their repeats in ``idx``."""
+        fresh = ~seen[idx]
+        _, first = np.unique(idx, return_index=True)
+        once = np.zeros(len(idx), dtype=bool)
+        once[first] = True
+        keep = fresh & once
+        self.duplicates += int(len(idx) - keep.sum())
+        return keep
 
     def add_shard(self, samples: Sequence["Sample"], shard: ShardValues, wanted: set[int]) -> None:
         """Values the driver measured itself, for the images in ``wanted`` only."""
@@ -284,7 +298,7 @@ class Collected:
         self.add(rows.arrays())
 
     def missing(self, lo: int, hi: int) -> list[int]:
-        return [i for i in range(lo, hi) if not self.seen[i]]
+        return (lo + np.flatnonzero(~self.seen[lo:hi])).tolist()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -301,6 +315,36 @@ def slim_spec(spec: "AuditSpec", dataset: "Dataset") -> tuple["AuditSpec", "Data
     return replace(spec, datasets=datasets), datasets[dataset.key]
 
 
+def _round(dataset: "Dataset", todo: list[tuple[int, int]], got: Collected, exps: Sequence["Expectation"],
+           spec: "AuditSpec", stub: "Dataset", session: AuditSession, size: Pool, ledger: Any,
+           progress: Callable[..., None] | None) -> str | None:
+    """One pipeline over the batches ``todo``, its rows into ``got``; the cause, if it failed."""
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    items = [{"start": a, "samples": pickle.dumps(list(dataset.samples[a:b]))} for a, b in todo]
+    ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 20000)))
+    workers = min(size.max_size, len(items))  # no more actors than batches to give them
+    # max_restarts / max_task_retries have no named parameter in Ray 2.60 yet (only the deprecated
+    # **ray_remote_args, whose warning quiet_warnings() silences); Ray Data's defaults retry forever.
+    out = ds.map_batches(
+        MeasureBatches, batch_size=1, batch_format="numpy",
+        fn_constructor_kwargs={"spec": spec, "dataset": stub, "exp_ids": [e.id for e in exps],
+                               "max_side": session.max_side, "batch_size": session.batch_size, "ledger": ledger},
+        compute=ActorPoolStrategy(min_size=min(size.min_size, workers), max_size=workers),
+        num_cpus=size.cpus, num_gpus=size.gpus or None,
+        max_restarts=-1, max_task_retries=TASK_RETRIES,
+    )
+    try:
+        for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+            got.add(batch)
+            if progress is not None:
+                progress(got.done, len(dataset.samples), workers=len(got.workers))
+    except Exception as exc:  # noqa: BLE001 - the pipeline failed: what arrived is kept
+        return _one_line(exc)
+    return None
+
+
 def run_dataset_ray(evaluator: "Evaluator", dataset: "Dataset", expectations: Sequence["Expectation"], *,
                     options: RayOptions, batch_size: int | None = None,
                     progress: Callable[..., None] | None = None) -> DatasetRun:
@@ -312,7 +356,6 @@ def run_dataset_ray(evaluator: "Evaluator", dataset: "Dataset", expectations: Se
     cluster = connect(options)  # first: it sets what Ray reads when it is imported
 
     import ray
-    from ray.data import ActorPoolStrategy
 
     plan = Plan(evaluator, expectations)  # the driver's: problems, and the models of the report's pictures
     batch_size = batch_size_for(plan, batch_size)
@@ -328,28 +371,8 @@ def run_dataset_ray(evaluator: "Evaluator", dataset: "Dataset", expectations: Se
     ledger = _ledger()
     todo, cause = ranges, None
     for _ in range(ROUNDS):
-        cause = None
-        items = [{"start": a, "samples": pickle.dumps(list(dataset.samples[a:b]))} for a, b in todo]
-        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 20000)))
-        with warnings.catch_warnings():
-            # max_restarts / max_task_retries have no named parameter in Ray 2.60 yet (only the
-            # deprecated **ray_remote_args), and Ray Data's own defaults retry forever.
-            warnings.simplefilter("ignore")
-            out = ds.map_batches(
-                MeasureBatches, batch_size=1, batch_format="numpy",
-                fn_constructor_kwargs={"spec": spec, "dataset": stub, "exp_ids": [e.id for e in exps],
-                                       "max_side": evaluator.session.max_side, "ledger": ledger},
-                compute=ActorPoolStrategy(min_size=size.min_size, max_size=size.max_size),
-                num_cpus=size.cpus, num_gpus=size.gpus or None,
-                max_restarts=-1, max_task_retries=TASK_RETRIES,
-            )
-        try:
-            for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
-                got.add(batch)
-                if progress is not None:
-                    progress(got.done, total, workers=len(got.workers))
-        except Exception as exc:  # noqa: BLE001 - the pipeline failed: what arrived is kept
-            cause = _one_line(exc)
+        with quiet_warnings():
+            cause = _round(dataset, todo, got, exps, spec, stub, evaluator.session, size, ledger, progress)
         todo = [(a, b) for a, b in todo if got.missing(a, b)]
         if not todo or cause is None:
             break
