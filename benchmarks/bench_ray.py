@@ -31,8 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_dataset import AUDIT, generate, measured  # noqa: E402
 
 DRIVER = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
 from pathlib import Path
+
+
+def rss():  # current resident memory, MB
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 import numpy as np
 n, exps, batch, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 from vitaudit.datasets.base import Dataset, Sample
@@ -41,15 +47,16 @@ from vitaudit.audit.ray_pass import Collected, Rows
 from vitaudit.report import write_report
 from vitaudit.results import ExpectationResult, RunResults
 
-t0 = time.perf_counter()
+mem = {"imports": rss()}
 samples = tuple(Sample(i, f"/data/scenes/{i % 5}/{i:07d}.png", f"scenes/{i % 5}/{i:07d}.png", f"class{i % 5}",
                        {}) for i in range(n))
 dataset = Dataset("scenes", "folder", samples, classes=tuple(f"class{k}" for k in range(5)))
 chosen = [SimpleNamespace(id=f"e{k}", region=None, line=10 + k, text=f"scenes: mean m{k} > 0", kind="localisation")
           for k in range(exps)]
 got = Collected(dataset, chosen)
+mem["descriptors"] = rss()
 rng = np.random.default_rng(0)
-t1 = time.perf_counter()
+merge = 0.0
 values = 0
 for a in range(0, n, batch):   # what the actors send back, one batch of the pass at a time
     rows = Rows()
@@ -59,8 +66,10 @@ for a in range(0, n, batch):   # what the actors send back, one batch of the pas
             rows.add(i, k, float(rng.random()), bool(i % 3), None)
     arrays = rows.arrays()
     values += len(arrays["index"]) - (min(a + batch, n) - a)
+    t1 = time.perf_counter()
     got.add(arrays)
-merge = time.perf_counter() - t1
+    merge += time.perf_counter() - t1
+mem["values"] = rss()
 results = []
 for k, e in enumerate(chosen):
     vals = sorted(got.values[k], key=lambda v: v.index)
@@ -69,11 +78,12 @@ for k, e in enumerate(chosen):
                                      n_images=n, per_image=[{"image": v.image, "value": v.value, "passed": v.passed}
                                                             for v in vals]))
 run = RunResults(started_at="", duration=0.0, command="", environment={}, results=results)
+mem["report rows"] = rss()
 t2 = time.perf_counter()
 write_report(run, out / "audit.html", out / "audit.json")
 written = time.perf_counter() - t2
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"n": n, "values": values, "merge_s": merge, "write_s": written, "rss_mb": rss,
+print(json.dumps({"n": n, "values": values, "mem": mem, "merge_s": merge, "write_s": written, "rss_mb": rss,
                   "json_mb": (out / "audit.json").stat().st_size / 2**20,
                   "parquet_mb": (out / "audit.values.parquet").stat().st_size / 2**20
                   if (out / "audit.values.parquet").exists() else 0.0}))
@@ -139,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"driver, {r['n']:>9,} images x {args.expectations} expectations: peak RSS {r['rss_mb']:.0f} MB; merge "
               f"{r['merge_s']:.1f} s = {rate:,.0f} values/s (10M images: {1e7 * args.expectations / rate / 60:.0f} "
               f"min); audit.json {r['json_mb']:.2f} MB + values {r['parquet_mb']:.1f} MB written in "
-              f"{r['write_s']:.1f} s", flush=True)
+              f"{r['write_s']:.1f} s; resident MB after " + ", ".join(f"{k} {v:.0f}" for k, v in r["mem"].items()),
+              flush=True)
     if len(rows) > 1:
         print(f"driver peak RSS growth {rows[0]['n']:,} -> {rows[-1]['n']:,} images: "
               f"{rows[-1]['rss_mb'] - rows[0]['rss_mb']:+.0f} MB (goal <= +100 MB)")

@@ -73,9 +73,10 @@ def write_report(
     html = render_html(run, comparison=comparison)
     text = None
     if json_path is not None:  # long per-image lists go to audit.values.parquet beside it
-        from .values_file import split
+        from .values_file import mark, split
 
-        doc = split(audit_document(run, pictures=json_pictures), json_path)
+        small, moved = split(run, json_path)
+        doc = mark(audit_document(small, pictures=json_pictures), moved, json_path)
         text = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
     if json_path is not None and text is not None:
         atomic_write_text(json_path, text)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vitaudit.results import RunResults
 
 #: Per-image lists longer than this leave audit.json for the Parquet file.
 LIMIT = 10_000
@@ -24,28 +27,36 @@ def values_path(json_path: str | Path) -> Path:
     return p.with_name(f"{p.stem}.values.parquet")
 
 
-def split(doc: dict[str, Any], json_path: str | Path, limit: int = LIMIT) -> dict[str, Any]:
-    """Move the long per-image lists of ``doc``'s rows to the Parquet file beside ``json_path``."""
+def split(run: "RunResults", json_path: str | Path, limit: int = LIMIT) -> tuple["RunResults", dict[str, int]]:
+    """Write the per-image lists of ``run`` longer than ``limit`` to the Parquet file beside
+    ``json_path``; return ``run`` without them and, per node id, how many images each had.
+
+    Done on the run, before the JSON document is built, so that the long lists are never copied."""
+    import dataclasses
+    import math
+
     path = values_path(json_path)
-    rows = [r for r in doc.get("expectations", []) if r.get("per_image") and len(r["per_image"]) > limit]
-    if not rows:
+    big = [r for r in run.results if r.per_image and len(r.per_image) > limit]
+    if not big:
         path.unlink(missing_ok=True)  # a file of an earlier run would be read as this one's
-        return doc
+        return run, {}
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        return doc
-    nodeids, images, values, passed = [], [], [], []
-    for r in rows:
-        for p in r["per_image"]:
-            nodeids.append(r["nodeid"])
-            images.append(p.get("image"))
-            values.append(p.get("value"))
-            passed.append(p.get("passed"))
-    table = pa.table({"nodeid": pa.array(nodeids, pa.string()).dictionary_encode(),
-                      "image": pa.array(images, pa.string()), "value": pa.array(values, pa.float64()),
-                      "passed": pa.array(passed, pa.bool_())})
+        return run, {}
+
+    def number(x: Any) -> float | None:
+        return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+
+    nodeids = pa.array([r.nodeid for r in big], pa.string())
+    table = pa.table({
+        "nodeid": pa.DictionaryArray.from_arrays(
+            pa.array([k for k, r in enumerate(big) for _ in r.per_image], pa.int32()), nodeids),
+        "image": pa.array([p.get("image") for r in big for p in r.per_image], pa.string()),
+        "value": pa.array([number(p.get("value")) for r in big for p in r.per_image], pa.float64()),
+        "passed": pa.array([p.get("passed") for r in big for p in r.per_image], pa.bool_()),
+    })
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -55,10 +66,19 @@ def split(doc: dict[str, Any], json_path: str | Path, limit: int = LIMIT) -> dic
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    for r in rows:
-        r["per_image_count"] = len(r["per_image"])
-        r["per_image"] = None
-        r["per_image_file"] = path.name
+    counts = {r.nodeid: len(r.per_image) for r in big}
+    results = [dataclasses.replace(r, per_image=None) if r.nodeid in counts else r for r in run.results]
+    return dataclasses.replace(run, results=results), counts
+
+
+def mark(doc: dict[str, Any], counts: dict[str, int], json_path: str | Path) -> dict[str, Any]:
+    """Say in ``doc``'s rows which per-image lists :func:`split` moved, and where."""
+    name = values_path(json_path).name
+    for row in doc.get("expectations", []):
+        if row.get("nodeid") in counts:
+            row["per_image"] = None
+            row["per_image_file"] = name
+            row["per_image_count"] = counts[row["nodeid"]]
     return doc
 
 
