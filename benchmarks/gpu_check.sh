@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every CUDA benchmark and the CUDA paths of the tests, in under 8 minutes on one GPU.
+# Every CUDA benchmark and the CUDA paths of the tests (the dataset pass's device metrics among
+# them), in under 10 minutes on one GPU.
 # Run on a machine with a GPU (for example through the `device` tool) from the repository root:
 #   bash benchmarks/gpu_check.sh            # writes figures to ${OUT:-gpu-figures}/
 # Then record the card and the figures in the README ("GPU figures").
@@ -20,6 +21,7 @@ run() {  # name, timeout in seconds, command...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/card.txt"
 run cuda-tests 150 env VITAUDIT_CUDA_TESTS=1 "$py" -m pytest tests/cuda -q -p no:cacheprovider
 run bench-explain 120 "$py" benchmarks/bench_explain.py --device cuda --repeat 5 --json "$out/explain.json"
+run bench-measure 150 "$py" benchmarks/bench_measure.py --images 2000 --device cuda
 run bench-dataset 200 "$py" benchmarks/bench_dataset.py --sizes 1000 --gpu
 # The Ray executor with one GPU actor (a local Ray started by the run; needs vitaudit[ray]):
 # the same 2,000-image ViT-B/16 + ResNet-50 audit as bench-dataset's GPU case, timed end to end.

@@ -93,6 +93,22 @@ def test_worst_first_depends_on_the_direction() -> None:
     assert [v.value for v in best] == [0.9, 0.8]  # never an image already among the worst
 
 
+def test_yes_no_values_show_bad_images_as_worst_and_good_ones_as_best() -> None:
+    """The pointing game: 1 = the peak hits. Two misses of ten: no hit among the worst; two hits of
+    ten: no miss among the best (with or without a per-image check)."""
+    hits = [1.0] * 8 + [0.0] * 2
+    for checks in (None, [h == 1.0 for h in hits]):
+        worst, best = worst_and_best(vals(hits, checks), "hits", worst=6, best=3, yes_no=True)
+        assert [v.value for v in worst] == [0.0, 0.0] and [v.value for v in best] == [1.0] * 3
+    misses_mostly = [0.0] * 8 + [1.0] * 2
+    for checks in (None, [h == 1.0 for h in misses_mostly]):
+        worst, best = worst_and_best(vals(misses_mostly, checks), "hits", worst=6, best=3, yes_no=True)
+        assert [v.value for v in worst] == [0.0] * 6 and [v.value for v in best] == [1.0, 1.0]
+    # "misses" turns it round: 0 (a miss) is the good value
+    worst, best = worst_and_best(vals(hits), "misses", worst=6, best=3, yes_no=True)
+    assert [v.value for v in worst] == [1.0] * 6 and [v.value for v in best] == [0.0, 0.0]
+
+
 def test_unmeasured_images_rank_among_the_worst() -> None:
     values = vals([0.2, 0.9]) + [ImageValue(2, "img/2.png", None, False, error="no signal")]
     values[0] = ImageValue(0, "img/0.png", 0.2, False)

@@ -1,4 +1,6 @@
-"""Capturing attention or gradients must leave the model's function unchanged (bitwise on CPU)."""
+"""Capturing attention or gradients must leave the model's function unchanged: bitwise against the
+bare model run in the same autograd mode, within float32 rounding against one under no_grad
+(tests/plain_forward.py says why)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +12,8 @@ from vitaudit.capture import RolloutConfig
 from vitaudit.engine import explain_batch, forward
 from vitaudit.explainers import Needs
 from vitaudit.layers import target_layer
+
+from plain_forward import assert_within_rounding, plain_logits
 
 MODELS = ["tiny_vit", "reg_vit", "distilled_vit", "small_cnn"]
 
@@ -23,14 +27,15 @@ def test_logits_bitwise_equal_with_every_capture(name, request):
     model = request.getfixturevalue(name)
     torch.manual_seed(1)
     x = torch.randn(3, 3, *model.preprocessing.input_hw)
-    with torch.no_grad():
-        plain = model.module(x)
-    needs = Needs(cls_rows=model.family == "vit", layers={target_layer(model).path})
+    layer = target_layer(model).path
+    needs = Needs(cls_rows=model.family == "vit", layers={layer})
     if model.family == "vit":
         needs.rollouts = {RolloutConfig(), RolloutConfig("max", 0.5)}
     ctx = forward(model, x, needs)
-    assert torch.equal(ctx.logits, plain if not isinstance(plain, tuple) else plain[0])
+    # Like with like: the bare model with autograd on from the same layer (tests/plain_forward.py).
+    assert torch.equal(ctx.logits, plain_logits(model.module, x, grad_from=layer))
     assert ctx.graph_logits is not None and ctx.graph_logits.requires_grad
+    assert_within_rounding(ctx.logits, plain_logits(model.module, x))  # all under no_grad: other kernels may run
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -63,8 +68,8 @@ def test_probs_are_the_plain_models_softmax(tiny_vit, small_cnn, noise_images):
         # holds that forward's floats, which need not equal a batch of two bit for bit.
         ex = explain_batch(model, noise_images[:2], ["gradcam"], cache=ExplanationCache())
         x = torch.stack([model.preprocessing(__import__("vitaudit").load_image(im))[0] for im in noise_images[:2]])
-        with torch.no_grad():
-            probs = torch.softmax(model.module(x).float(), dim=-1).numpy()
+        logits = plain_logits(model.module, x, grad_from=target_layer(model).path)  # gradcam's autograd mode
+        probs = torch.softmax(logits.float(), dim=-1).numpy()
         for i in range(2):
             np.testing.assert_array_equal(ex[i]["gradcam"].probs, probs[i])
 

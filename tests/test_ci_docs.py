@@ -1,18 +1,28 @@
-"""docs/ci.md: both CI configurations are parsed, and every shell step runs against a small project.
+"""docs/ci.md: both CI configurations are parsed, and every shell step runs against a small project,
+the way the service runs it.
 
-The GitHub workflow runs twice, as a push to main and then as a pull request that swaps in the shortcut
-model; its ``uses:`` steps are checked (what they cache, restore, upload) and the cache ones simulated
-with a folder. The GitLab job runs as a branch against the main branch's artifact, served by ``file://``
-URLs to curl. The one command not run for real is ``pip install`` (it needs the network): a stand-in
-on ``PATH`` records it.
+GitHub writes each ``run:`` script to a file and runs it with the step's shell: ``bash -e {0}`` when the
+step (and the job's and workflow's ``defaults.run``) names none, ``bash --noprofile --norc -eo pipefail
+{0}`` for ``shell: bash``. GitLab Runner runs a job's ``script`` lines in one bash with
+``set -eo pipefail``; ``after_script`` in a new shell whose status never fails the job.
+
+The GitHub workflow runs three times: a push to main, a pull request that swaps in the shortcut model
+(the job must fail, and its comparison step on its own), and a pull request with the clean models (the
+job must pass). Its ``uses:`` steps are checked (what they cache, restore, upload) and the cache ones
+simulated with a folder. The GitLab job runs as a branch against the main branch's artifact, served by
+``file://`` URLs to curl. The one command not run for real is ``pip install`` (it needs the network): a
+stand-in on ``PATH`` records it. Both files are linted too: actionlint with shellcheck, and
+check-jsonschema's vendored GitHub-workflow and GitLab-CI schemas (all in the ``test`` extra).
 """
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import shlex
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -37,16 +47,21 @@ expect:
 """
 
 
-def yaml_blocks() -> dict[str, dict]:
-    """The doc's YAML blocks, by the heading above them."""
+def yaml_texts() -> dict[str, str]:
+    """The doc's YAML blocks as written, by the heading above them."""
     text = DOC.read_text()
     out, heading = {}, ""
     for m in re.finditer(r"^## (?P<h>[^\n]+)$|^```yaml\n(?P<body>.*?)^```$", text, re.MULTILINE | re.DOTALL):
         if m["h"]:
             heading = m["h"].strip()
         else:
-            out[heading] = yaml.safe_load(m["body"])
+            out[heading] = m["body"]
     return out
+
+
+def yaml_blocks() -> dict[str, dict]:
+    """The doc's YAML blocks, parsed, by the heading above them."""
+    return {k: yaml.safe_load(v) for k, v in yaml_texts().items()}
 
 
 def _env(bin_dir: Path) -> dict[str, str]:
@@ -89,9 +104,35 @@ def use_shortcut_model(project: Path) -> None:
     audit.write_text(audit.read_text().replace('fixture:resnet-scenes"', 'fixture:resnet-scenes-shortcut"'))
 
 
-def bash(script: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], cwd=cwd, env=env,
+def gitlab_shell(script: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    """GitLab Runner's bash: the lines in one shell with ``set -eo pipefail``."""
+    return subprocess.run(["bash", "--noprofile", "--norc", "-c", "set -eo pipefail\n" + script], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
+
+
+#: GitHub's built-in shells on Linux (``{0}``: the file the step's script is written to).
+GITHUB_SHELLS = {
+    None: "bash -e {0}",
+    "bash": "bash --noprofile --norc -eo pipefail {0}",
+    "sh": "sh -e {0}",
+}
+
+
+def github_shell(step: dict, workflow: dict, job: str = "audit") -> str:
+    """The command GitHub runs a step's script with: the step's ``shell``, else the job's and then the
+    workflow's ``defaults.run.shell``, else bash without pipefail."""
+    shell = step.get("shell")
+    for scope in (workflow["jobs"][job], workflow):
+        shell = shell or (scope.get("defaults") or {}).get("run", {}).get("shell")
+    return GITHUB_SHELLS.get(shell, shell)  # a custom shell is its own template
+
+
+def github_run(script: str, shell: str, cwd: Path, env: dict, tmp: Path) -> subprocess.CompletedProcess:
+    fd, path = tempfile.mkstemp(suffix=".sh", dir=tmp)
+    with os.fdopen(fd, "w") as f:
+        f.write(script)
+    argv = [path if a == "{0}" else a for a in shlex.split(shell)]
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 # ------------------------------------------------------------------ GitHub Actions
@@ -121,8 +162,9 @@ def run_workflow(workflow: dict, project: Path, env: dict, ctx: dict, store: Pat
             continue
         if "run" in step:
             assert "${{" not in step["run"], "run steps use shell variables, not expressions"
-            proc = bash(step["run"], project, {**env, "GITHUB_STEP_SUMMARY": str(ctx["summary"]),
-                                               "GITHUB_EVENT_NAME": ctx["event_name"], "GITHUB_REF": ctx["ref"]})
+            proc = github_run(step["run"], github_shell(step, workflow), project,
+                              {**env, "GITHUB_STEP_SUMMARY": str(ctx["summary"]), "GITHUB_EVENT_NAME": ctx["event_name"],
+                               "GITHUB_REF": ctx["ref"]}, store.parent)
             results[name] = proc.returncode
             results[name + ":out"] = proc.stdout + proc.stderr
             failed = failed or proc.returncode != 0
@@ -139,6 +181,11 @@ def run_workflow(workflow: dict, project: Path, env: dict, ctx: dict, store: Pat
             assert (project / with_["path"]).is_dir()
         results[name] = "done"
     return results
+
+
+def job_failed(results: dict[str, object]) -> bool:
+    """A job fails when any step it ran failed."""
+    return any(isinstance(v, int) and v != 0 for k, v in results.items() if not k.endswith(":out"))
 
 
 def test_github_workflow(workspace):
@@ -182,6 +229,26 @@ def test_github_workflow(workspace):
     assert "Changed since main-audit/audit.json" in (project / "reports" / "audit.html").read_text()
     props = {p.get("name") for p in ET.parse(project / "reports" / "junit.xml").getroot().iter("property")}
     assert {"kind", "metric", "value", "threshold"} <= props
+    assert job_failed(pr)
+    # The gate is the step's shell: the same script under GitHub's default (bash -e, no pipefail)
+    # would exit with tee's 0 and let the regression through.
+    compare_step = next(s for s in steps if s.get("name") == "Compare with the main branch")
+    assert github_shell(compare_step, workflow) == GITHUB_SHELLS["bash"]
+    unguarded = github_run(compare_step["run"], GITHUB_SHELLS[None], project,
+                           {**env, "GITHUB_STEP_SUMMARY": str(tmp / "unguarded.md")}, tmp)
+    assert unguarded.returncode == 0 and "REGRESSED" in (tmp / "unguarded.md").read_text()
+
+    # A pull request with the clean models, in a fresh checkout: the job passes, compare included.
+    shutil.rmtree(project / "main-audit")
+    shutil.rmtree(project / "reports")
+    audit = project / "audits" / "audit_ci.yaml"
+    audit.write_text(audit.read_text().replace('fixture:resnet-scenes-shortcut"', 'fixture:resnet-scenes"'))
+    ctx = {"event_name": "pull_request", "ref": "refs/pull/2/merge", "sha": "0a1b2c", "summary": tmp / "clean-pr.md"}
+    clean = run_workflow(workflow, project, env, ctx, store)
+    assert clean["Run the audits"] == 0, clean["Run the audits:out"]
+    assert clean["Compare with the main branch"] == 0, clean["Compare with the main branch:out"]
+    assert not job_failed(clean)
+    assert "REGRESSED" not in (tmp / "clean-pr.md").read_text()
 
 
 # ------------------------------------------------------------------ GitLab CI
@@ -198,7 +265,7 @@ def test_gitlab_job(workspace, recorded):
     install, mkdir, fetch, audit = job["script"]
 
     # No artifact on main yet: the fetch leaves nothing behind and the job goes on.
-    first = bash("\n".join([install, mkdir, fetch]), project, ci)
+    first = gitlab_shell("\n".join([install, mkdir, fetch]), project, ci)
     assert first.returncode == 0, first.stderr
     assert (tmp / "pip.log").read_text() == "install -e .\n"
     assert (project / "main-audit").is_dir() and not (project / "main-audit" / "audit.json").exists()
@@ -208,11 +275,62 @@ def test_gitlab_job(workspace, recorded):
     artifact.parent.mkdir(parents=True)
     shutil.copy(recorded / "reports" / "audit.json", artifact)
     use_shortcut_model(project)
-    branch = bash("\n".join(job["script"]), project, ci)
+    branch = gitlab_shell("\n".join(job["script"]), project, ci)
     assert branch.returncode == 1
     assert (project / "main-audit" / "audit.json").read_bytes() == artifact.read_bytes()
     assert "## vitaudit: :x: failed" in (project / "reports" / "summary.md").read_text()
-    after = bash("\n".join(job["after_script"]), project, ci)
+    after = gitlab_shell("\n".join(job["after_script"]), project, ci)
     assert after.returncode == 0, after.stderr
     changes = (project / "reports" / "changes.md").read_text()
     assert "REGRESSED: 1 newly failing" in changes and "resnet.gradcam mass in object" in changes
+
+
+# ------------------------------------------------------------------ linters
+def _tool(name: str) -> str:
+    """A linter from the ``test`` extra (installed beside this Python), or the test fails saying so."""
+    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: pip install -e '.[test]' (it ships the binary)")
+    return path
+
+
+@pytest.fixture
+def ci_files(tmp_path) -> dict[str, Path]:
+    """docs/ci.md's two files, written where each service reads them."""
+    texts = yaml_texts()
+    github = tmp_path / ".github" / "workflows" / "audit.yml"
+    github.parent.mkdir(parents=True)
+    github.write_text(texts["GitHub Actions"])
+    gitlab = tmp_path / ".gitlab-ci.yml"
+    gitlab.write_text(texts["GitLab CI"])
+    return {"github": github, "gitlab": gitlab}
+
+
+def _actionlint(workflow: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([_tool("actionlint"), "-no-color", "-shellcheck", _tool("shellcheck"), str(workflow)],
+                          cwd=workflow.parent.parent.parent, capture_output=True, text=True, timeout=120)
+
+
+def test_actionlint_with_shellcheck_passes_the_workflow(ci_files):
+    lint = _actionlint(ci_files["github"])
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    # ...and would catch what it is there for: the unquoted $COMPARE the workflow once had (SC2086).
+    bad = ci_files["github"]
+    bad.write_text(bad.read_text().replace('"${COMPARE[@]}"', "$COMPARE")
+                   .replace("COMPARE=(--audit-compare=main-audit/audit.json)", 'COMPARE="--audit-compare main-audit/audit.json"')
+                   .replace("COMPARE=()", 'COMPARE=""'))
+    lint = _actionlint(bad)
+    assert lint.returncode == 1 and "SC2086" in lint.stdout, lint.stdout + lint.stderr
+
+
+@pytest.mark.parametrize("which,schema", [("github", "vendor.github-workflows"), ("gitlab", "vendor.gitlab-ci")])
+def test_ci_files_match_the_services_schemas(ci_files, which, schema):
+    check = [_tool("check-jsonschema"), "--builtin-schema", schema]
+    result = subprocess.run(check + [str(ci_files[which])], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # A misspelt key is caught, so a pass means something.
+    broken = ci_files[which].with_name("broken-" + ci_files[which].name)
+    text = ci_files[which].read_text()
+    broken.write_text(text.replace("runs-on:", "runs_on:") if which == "github" else text.replace("script:", "scripts:", 1))
+    result = subprocess.run(check + [str(broken)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr

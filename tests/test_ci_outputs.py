@@ -37,6 +37,17 @@ def test_summary_file_lists_counts_failures_and_the_report(project, monkeypatch)
     assert "summary: " in result.stdout.str()
 
 
+def test_summary_says_when_it_cut_a_message():
+    from vitaudit.plugin.summary import MAX_MESSAGE, markdown
+
+    long, short = row("a::x", "failed", 0.2, 10), row("a::y", "failed", 0.1, 11)
+    long.message, short.message = "m" * 280 + " and then the part that says why " + "z" * 40, "short and whole"
+    md = markdown(_run([long, short]))
+    cells = {x.split(" | ")[1]: x.split(" | ")[-1].rstrip(" |") for x in md.splitlines() if x.startswith("| `audits/")}
+    assert cells["a: x &gt; 0.5"].endswith("…") and MAX_MESSAGE - 5 < len(cells["a: x &gt; 0.5"]) <= MAX_MESSAGE
+    assert cells["a: y &gt; 0.5"] == "short and whole"
+
+
 def test_github_step_summary_is_appended_without_any_option(project, monkeypatch):
     step = project.path / "step_summary.md"
     step.write_text("earlier step\n")
@@ -71,7 +82,19 @@ def test_junit_properties_carry_the_numbers(project):
         assert float(p["value"]) == r["value"]
         assert p["threshold"] == ("" if r["threshold"] is None else repr(r["threshold"]))
         assert p["audit"].startswith("audit_ci.yaml:")
+        assert p["id"] == r["nodeid"]
     assert props["cnn-prob[red]"]["threshold"] == "1.5" and props["cnn-prob[red]"]["op"] == ">"
+
+
+def test_junit_properties_of_a_problem_in_the_audit_file(project):
+    write_audit(project, "audit_ci.yaml", EXPECT + "- blob: cnn prob(red) > lots\n")
+    project.runpytest("-p", "no:cacheprovider", "--junitxml", "junit.xml").assert_outcomes(passed=2, failed=2)
+    cases = {c.get("name"): c for c in ET.parse(project.path / "junit.xml").getroot().iter("testcase")}
+    line = line_of(project, "audit_ci.yaml", "lots")
+    props = {p.get("name"): p.get("value") for p in cases[f"error@L{line}"].iter("property")}
+    row_ = next(r for r in report(project)["expectations"] if r["kind"] == "error")
+    assert props == {"id": row_["nodeid"], "audit": f"audit_ci.yaml:{line}", "kind": "error", "metric": "",
+                     "value": "", "threshold": ""}
 
 
 # ------------------------------------------------------------------ report: changed since

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vitaudit.aggregate import merge
@@ -94,3 +95,54 @@ def test_an_image_that_never_fits_the_device_is_not_met_with_the_cause(evaluator
         assert [v.index for v in lost] == [5], exp.id
         assert lost[0].passed is False and lost[0].value is None
         assert "out of memory even for a batch of 1 (batch sizes tried: " in lost[0].error
+
+
+def test_the_batched_device_measurement_gives_the_full_measurements_values(tmp_path) -> None:
+    """Every value the pass measured on the device (mass, pointing game, IoU, agreement, a negated
+    region) equals what the full measurement (the evaluator's handlers, vitaudit.metrics on
+    Explanation.working) says of the same image."""
+    from vitaudit.audit.dataset_pass import _measure
+    from vitaudit.audit.dataset_quick import batch_values, quick_case
+    from vitaudit.engine import run_batch
+
+    (tmp_path / "audit_q.yaml").write_text(textwrap.dedent(f"""\
+        models:
+          vit: {{name: "fixture:vit-scenes"}}
+          cnn: {{name: "fixture:resnet-scenes"}}
+        datasets:
+          scenes:
+            folder: {SCENES}/clean
+            labels: folders
+            sample: 12
+            regions:
+              object: {{mask: "{SCENES}/masks/{{stem}}.png"}}
+        expect:
+          - scenes: mean vit.rollout mass in object > 0.1
+          - scenes: mean cnn.gradcam mass in not object < 0.9
+          - scenes: vit.attention pointing game hits object for 50% of images
+          - scenes: cnn.gradcam pointing game misses object for 10% of images
+          - scenes: mean cnn.gradcam iou(top 20%, object) > 0.1
+          - scenes: agreement(vit.attention, cnn.gradcam) > 0 for 50% of images
+        """))
+    spec = parse_audit_file(tmp_path / "audit_q.yaml")
+    assert spec.errors == ()
+    ev = Evaluator(spec, AuditSession(pictures=False, max_side=1024, rootpath=tmp_path))
+    dataset = spec.datasets["scenes"]
+    plan = Plan(ev, list(spec.expectations))
+    assert all(quick_case(e) for e in plan.active)
+    sample_ev = SampleEvaluator(ev, plan, dataset)
+    samples = list(dataset.samples)
+    images = [next(decoded([s], 1))[1][0] for s in samples]
+    entries = {k: run_batch(m, images, [plan.requests[k]] * len(images)) for k, m in plan.models.items()}
+    quick = batch_values(plan, samples, entries, 1024)
+    assert set(quick) == {e.id for e in plan.active}
+    hits = set()
+    for j, (sample, image) in enumerate(zip(samples, images)):
+        sample_ev.at(sample, image, {k: entries[k][j] for k in entries})
+        for exp in plan.active:
+            full = _measure(sample_ev, exp, sample)
+            assert full.error is None and np.isfinite(quick[exp.id][j]), (exp.id, sample.name)
+            assert quick[exp.id][j] == pytest.approx(full.value, abs=1e-6), (exp.id, sample.name)
+            if exp.metric == "pointing_game":
+                hits.add(quick[exp.id][j])
+    assert hits == {0.0, 1.0}, "hits and misses both occur, so the pointing game comparison tells"

@@ -132,6 +132,14 @@ def test_verdicts_follow_values_computed_here(project: pytest.Pytester, referenc
     share = [r for r in results(project) if r["aggregate"] == "share"][0]
     assert share["value"] == pytest.approx(above) and share["threshold"] == pytest.approx(above - 0.01)
     assert [p["passed"] for p in share["per_image"]] == [reference[p["image"]]["mass"] > t for p in share["per_image"]]
+    # every aggregate card on a labelled dataset has its per-class table, with a verdict per class
+    accuracy = next(r for r in results(project) if r["text"] == f"scenes: vit accuracy > {acc:.4f}")
+    table = {c["group"]: c for c in accuracy["aggregate_view"]["per_class"]}
+    assert sorted(table) == sorted(CLASSES)
+    for c in CLASSES:
+        correct = [r["correct"] for r in reference.values() if r["label"] == c]
+        assert table[c]["value"] == pytest.approx(np.mean(correct))
+        assert table[c]["passed"] == (np.mean(correct) > round(acc, 4))
 
 
 def test_failure_sentence_names_aggregate_threshold_n_and_worst_images(project: pytest.Pytester,
@@ -140,11 +148,17 @@ def test_failure_sentence_names_aggregate_threshold_n_and_worst_images(project: 
     result = project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report")
     result.assert_outcomes(failed=1)
     mean = np.mean([r["mass"] for r in reference.values()])
+    # the interval as scipy makes it from the reference values (BCa, 1,999 resamples, seed 0)
+    from scipy.stats import bootstrap
+
+    ci = bootstrap((np.array([r["mass"] for r in reference.values()]),), np.mean, n_resamples=1999,
+                   method="BCa", vectorized=True, rng=np.random.default_rng(0)).confidence_interval
     worst = sorted(reference, key=lambda k: reference[k]["mass"])[:5]
     line = next(x for x in result.stdout.lines if x.startswith("audit_d.yaml:"))
     at = (project.path / "audit_d.yaml").read_text().splitlines().index("  - scenes: mean vit.attention mass in object > 0.99") + 1
     assert line.startswith(f"audit_d.yaml:{at}: 'scenes: mean vit.attention mass in object > 0.99' failed: "
-                           f"mean = {mean:.3g} over 10 images (expected > 0.99); worst: {worst[0]} ")
+                           f"mean = {mean:.3g} [{ci.low:.3g}, {ci.high:.3g}] over 10 images (expected > 0.99); "
+                           f"worst: {worst[0]} ")
     assert [w for w in worst if w in line] == worst
     assert "[dataset 'scenes', model vit = fixture:vit-scenes]" in line
 
@@ -181,6 +195,19 @@ def test_unreadable_images_fail_the_expectations_unless_skipped(project: pytest.
     assert r["n_images"] == 10
     assert r["aggregate_view"]["n_not_counted"] == 1
     assert r["aggregate_view"]["not_counted"][0].startswith("data/striped/broken.png: ")
+    skipped = "1 unreadable image skipped (on_error: skip): data/striped/broken.png"
+    assert r["message"].endswith(skipped)  # the audit.json row says so
+    write(project, "- scenes: mean vit.attention mass in object > 0.99", datasets="""
+        scenes:
+          folder: data
+          labels: folders
+          on_error: skip
+          regions:
+            object: {mask: "masks/{stem}.png"}
+    """)
+    result = project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*failed: mean = * over 10 images (expected > 0.99)*; {skipped} [dataset 'scenes'*"])
 
 
 def test_a_region_counts_only_the_images_that_have_it(project: pytest.Pytester, reference: dict) -> None:
@@ -323,7 +350,14 @@ def test_aggregates_against_recorded_values(project: pytest.Pytester, reference:
         - scenes: vit accuracy >= baseline
         - scenes: median vit.attention mass in object > baseline * 0.5 per class
     """)
-    project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report").assert_outcomes(failed=7)
+    first = project.runpytest("-p", "no:cacheprovider", "-q")
+    first.assert_outcomes(failed=7)
+    # not recorded yet: the failure says where, and the row keeps the images that were measured
+    line = next(i for i, x in enumerate((project.path / "audit_d.yaml").read_text().splitlines(), 1) if "mean vit" in x)
+    assert (f"\naudit_d.yaml:{line}: no recorded value for 'scenes: mean vit.attention mass in object >= baseline - "
+            "0.01' (scenes::vit.attention-mass_in[object,mean]) in ") in first.stdout.str()
+    (missing,) = [r for r in results(project) if r["aggregate"] == "mean"]
+    assert missing["outcome"] == "failed" and len(missing["per_image"]) == 10 and missing["value"] is not None
     project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report",
                       "--audit-update-baselines").assert_outcomes(passed=7)
     stored = json.loads((project.path / "baselines" / "audit_d" / "values.json").read_text())["values"]
@@ -334,6 +368,11 @@ def test_aggregates_against_recorded_values(project: pytest.Pytester, reference:
     assert sorted(k for k in stored if "per_class" in k) == [
         f"scenes::vit.attention-mass_in[object,median,per_class][{c}]" for c in CLASSES]
     project.runpytest("-p", "no:cacheprovider", "-q").assert_outcomes(passed=7)
+    # per class, each class is held to its own recorded value: every row of the table has a verdict;
+    # the dataset-wide relative ones have one recorded value, which says nothing of a class
+    for r in results(project):
+        verdicts = [c["passed"] for c in r["aggregate_view"]["per_class"]]
+        assert len(verdicts) == 5 and (all(v is True for v in verdicts) if r["group"] else all(v is None for v in verdicts))
     (row,) = [r for r in results(project) if r["aggregate"] == "mean"]
     assert row["baseline"] == pytest.approx(mean, abs=1e-5) and row["threshold"] == pytest.approx(mean - 0.01, abs=1e-5)
     # a retrained model that looks elsewhere: the recorded mean is now well above what it gives
@@ -342,6 +381,18 @@ def test_aggregates_against_recorded_values(project: pytest.Pytester, reference:
         (project.path / "baselines" / "audit_d" / "values.json").read_text()), "values": stored}))
     result = project.runpytest("-p", "no:cacheprovider", "-q", "--audit-no-report")
     result.assert_outcomes(passed=6, failed=1)
-    result.stdout.fnmatch_lines([f"*failed: mean = {mean:.3g} over 10 images (expected >= {mean + 0.19:.3g}, "
+    result.stdout.fnmatch_lines([f"*failed: mean = {mean:.3g} ?*? over 10 images (expected >= {mean + 0.19:.3g}, "
                                  f"baseline - 0.01 with baseline {mean + 0.2:.3g}); difference from the baseline: "
                                  f"{-0.2:+.3g}*"])
+
+
+def test_a_problem_in_a_dataset_expectation_names_the_dataset(project: pytest.Pytester) -> None:
+    """A spec error that costs a dataset expectation is about the dataset, not an image: its
+    audit.json row and the report's "Needs attention" list say so."""
+    write(project, "- scenes: mean vit.attention mass in obejct > 0.5")
+    project.runpytest("-p", "no:cacheprovider", "-q").assert_outcomes(failed=1)
+    (row,) = rows(project)
+    assert row["kind"] == "error" and row["dataset"] == "scenes" and row["image"] is None
+    html = (project.path / "reports" / "audit.html").read_text()
+    attention = html[html.index("Needs attention"):]
+    assert "dataset scenes" in attention and "image scenes" not in html

@@ -129,15 +129,17 @@ L = 6  # the first line of the dataset body
 
 @pytest.mark.parametrize("body, expected", [
     ("s: {folder: data, sampel: 3}",
-     [(L, "unknown key 'sampel' in dataset 's' (did you mean 'sample'?); keys: folder, coco, voc, csv, images, "
-          "labels, regions, sample, seed, on_error")]),
+     [(L, "unknown key 'sampel' in dataset 's' (did you mean 'sample'?); keys: folder, coco, voc, csv, parquet, "
+          "hf, webdataset, images, labels, regions, sample, seed, on_error, storage_options, cache, columns, classes, "
+          "box_format")]),
     ("s: {folder: nope}",
      [(L, "dataset 's': dataset folder not found: nope (looked for {root}/nope)")]),
     ("s:\n  folder: data/a/a0.png",
      [(L + 1, "dataset 's': dataset folder is a file, not a folder: data/a/a0.png (looked for {root}/data/a/a0.png)")]),
     ("s: {folder: masks, coco: x.json}", [(L, "dataset 's' has both folder and coco; keep one")]),
     ("s: {labels: folders}", [(L, "dataset 's' needs one of folder: (images below a folder), coco: (a COCO JSON), "
-                                  "voc: (a folder of Pascal VOC XML files) or csv: (a CSV manifest)")]),
+                                  "voc: (a folder of Pascal VOC XML files), csv: (a CSV manifest), parquet: (Parquet "
+                                  "files), hf: (a datasets save_to_disk folder) or webdataset: (tar shards)")]),
     ("s: data", [(L, "dataset 's' must be a mapping like {folder: <path>} (or coco:, voc:, csv:), got 'data'")]),
     ("s.x: {folder: data}", [(L, "dataset key 's.x' must be a name of letters, digits, '_' and '-'")]),
     ("metric: {folder: data}", [(L, "dataset key 'metric' is reserved")]),
@@ -299,3 +301,18 @@ def test_docs_name_every_dataset_key_and_placeholder() -> None:
         assert f"`{word}`" in section, word
     for name in PLACEHOLDERS:
         assert f"`{{{name}}}`" in section, name
+
+
+def test_a_region_written_with_spaces_is_named_as_the_loader_names_it(tree: Path) -> None:
+    """VOC (like COCO) names become region names with '_': 'hot dog' -> hot_dog; a sentence that
+    writes the name with its space cannot parse, and the error says how to write it."""
+    _annotations(tree)
+    _parse(tree, "voc: {voc: voc, images: data}\n")
+    path = tree / "audit_d.yaml"
+    path.write_text(path.read_text() + "  - voc: mean m.gradcam mass in hot dog > 0.3\n")
+    spec = parse_audit_file(path)
+    (err,) = spec.errors
+    assert err.message.startswith("cannot parse") and err.message.endswith(
+        "; region names have no spaces: write hot_dog for 'hot dog'")
+    path.write_text(path.read_text().replace("in hot dog", "in hot_dog"))
+    assert parse_audit_file(path).errors == ()

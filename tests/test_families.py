@@ -1,5 +1,6 @@
 """Every timm transformer family: attention against timm's ``AttentionExtract`` on an unfused
-copy, rollout against a float64 recomputation, logits bitwise with and without capture, and
+copy, rollout against a float64 recomputation, logits bitwise with and without capture (against
+the bare model in the same autograd mode, see tests/plain_forward.py), and
 Grad-CAM against pytorch-grad-cam called directly with the reshape a user would have to write.
 
 The variants are tiny random-init models. Random init leaves relative-position tables, register
@@ -24,6 +25,8 @@ from vitaudit.capture import RolloutConfig
 from vitaudit.engine import explain_batch, forward
 from vitaudit.explainers import Needs
 from vitaudit.layers import target_layer
+
+from plain_forward import assert_within_rounding, plain_logits
 
 SMALL = {"img_size": 32, "patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}
 FAMILIES = {
@@ -136,14 +139,18 @@ def test_rollout_matches_float64_recomputation(family_model, noise_images, fusio
 
 
 def test_logits_bitwise_equal_with_capture(family_model):
+    """Bitwise against the bare model in the same autograd mode (tests/plain_forward.py says why);
+    within float32 rounding against a forward entirely under no_grad."""
     model = family_model
     x = torch.randn(3, 3, *model.preprocessing.input_hw, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        plain = model.module(x)
-    needs = Needs(cls_rows=True, rollouts={RolloutConfig(), RolloutConfig("max", 0.5)}, layers={target_layer(model).path})
+    layer = target_layer(model).path
+    needs = Needs(cls_rows=True, rollouts={RolloutConfig(), RolloutConfig("max", 0.5)}, layers={layer})
     ctx = forward(model, x, needs)
-    assert torch.equal(ctx.logits, plain)
+    assert torch.equal(ctx.logits, plain_logits(model.module, x, grad_from=layer))
     assert len(ctx.attention.cls_rows) == len(model.anatomy.attention)
+    assert_within_rounding(ctx.logits, plain_logits(model.module, x))
+    attention_only = forward(model, x, Needs(cls_rows=True, rollouts={RolloutConfig("max", 0.5)}))
+    assert torch.equal(attention_only.logits, plain_logits(model.module, x))  # no autograd anywhere
 
 
 @pytest.mark.parametrize("name", ["beit", "cait", "eva02"])
@@ -160,10 +167,8 @@ def test_unfused_models_are_read_from_their_own_softmax(name, noise_images):
     unfused = vitaudit.AuditModel(module=module, name=spec, family="vit", labels=fused.labels,
                                   data_config=fused.data_config, device=fused.device)
     x = _inputs(fused, noise_images[:2])
-    with torch.no_grad():
-        plain = module(x)
     ctx = forward(unfused, x, Needs(cls_rows=True, rollouts={RolloutConfig("max", 0.5)}))
-    assert torch.equal(ctx.logits, plain)
+    assert torch.equal(ctx.logits, plain_logits(module, x))  # attention only: no autograd in either
     ref = forward(fused, x, Needs(cls_rows=True, rollouts={RolloutConfig("max", 0.5)}))
     for a, b in zip(ctx.attention.cls_rows, ref.attention.cls_rows):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)

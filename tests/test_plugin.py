@@ -319,10 +319,15 @@ def test_python_audits_share_the_machinery_and_the_report(project):
     """)
     result = project.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
-    assert "test_py_audit.py:10: 'resnet18.gradcam mass_in in left > 1.5' failed" in result.stdout.str()
+    out = result.stdout.str()
+    assert "test_py_audit.py:10: 'resnet18.gradcam mass in left > 1.5' failed: mass in 'left' = " in out
+    # the traceback ends at the user's line (the fixture's frames are hidden)
+    assert "vitaudit/plugin/fixtures.py" not in out and "\ntest_py_audit.py:10: AuditFailure" in out, out
     rows = report(project)["expectations"]
     assert [r["outcome"] for r in rows] == ["passed", "passed", "failed"]
     assert all(r["kind"] == "python" for r in rows)
+    assert len({r["nodeid"] for r in rows}) == 3  # one identity per check, for vitaudit compare
+    assert rows[2]["nodeid"] == "test_py_audit.py::test_checks::resnet18.gradcam mass in left > 1.5"
 
 
 def test_crash_in_one_item_and_interrupt_still_leave_a_report(project):

@@ -25,7 +25,8 @@ NO_MASK = "region 'body': mask file not found: masks/no_such_mask.png (looked fo
 NO_SOURCE = ("image 'goat' needs 'path' (a file, relative to the audit file) or 'skimage' "
              "(a scikit-image sample such as chelsea)")
 UNKNOWN_PRETRAIND = f"unknown key 'pretraind' in model 'resnet' (did you mean 'pretrained'?); {MODEL_KEYS}"
-UNKNOWN_REGOINS = "unknown key 'regoins' in image 'goat' (did you mean 'regions'?); keys: path, skimage, regions"
+UNKNOWN_REGOINS = ("unknown key 'regoins' in image 'goat' (did you mean 'regions'?); keys: path, skimage, regions, "
+                   "storage_options, cache")
 UNKNOWN_UNIT = "unknown key 'unit' in region 'head' (did you mean 'units'?); keys: box, polygon, mask, units"
 NO_SKIMAGE = ("unknown scikit-image sample 'chelsae' (did you mean 'chelsea'?); "
               "e.g. astronaut, camera, cat, chelsea, coffee, horse, rocket")
@@ -222,3 +223,18 @@ def test_yaml_budget_stops_each_kind_of_blow_up_at_its_line() -> None:
     # Within the budget, aliases and merge keys still expand as before.
     root, errors = load_yaml("a: &x {k: 1}\nb: *x\nc: {<<: *x, j: 2}\n", "f.yaml", budget)
     assert errors == [] and root.value["b"].value["k"].value == 1 and set(root.value["c"].value) == {"j", "k"}
+
+
+@pytest.mark.parametrize("expect,line,says", [
+    ('  - {image: goat, model: vit, metric: prob, label: ram, op: >, value: 0.3}\n', 6,
+     "found character '>' that cannot start any token (while scanning for the next token); quote the operator: "
+     'op: ">" (YAML reads a bare > as syntax)'),
+    ("  - *: vit top1 is ram\n", 6,
+     "(while scanning an alias); a bare * is a YAML alias: quote it, \"*\": <sentence> (every image)"),
+])
+def test_the_two_yaml_traps_get_a_hint(tmp_path, expect, line, says):
+    """docs/audit-format.md warns about both; the error says what to do, at the line."""
+    path = tmp_path / "audit_y.yaml"
+    path.write_text("models:\n  vit: {name: x}\nimages:\n  goat: {skimage: astronaut}\nexpect:\n" + expect)
+    (err,) = parse_audit_file(path).errors
+    assert err.line == line and err.message.startswith("invalid YAML: ") and err.message.endswith(says)

@@ -70,7 +70,7 @@ def test_ids_texts_and_lines(spec) -> None:
         ("goat", "vit.attention-mass_in[goat]", 27),
         ("goat", "resnet.gradcam-pointing_game[goat]", 28),
         ("goat", "agreement[vit.rollout,resnet.gradcam]", 29),
-        ("goat", "vit.attention-mass_in[goat]-2", 30),
+        ("goat", "vit.attention-mass_in-2[goat]", 30),
         ("kitty", "vit.gradcam@tabby-mass_in[cat]", 31),
         ("goat", "vit-top1_is[tabby]", 32),
         ("goat", "vit-top1_in[goats]", 34),
@@ -163,8 +163,8 @@ expect:
     spec = parse_audit_file(path)
     assert spec.errors == ()
     assert [(e.image, e.id) for e in spec.expectations] == [
-        ("b", "vit-top1_is[ram]"), ("a", "vit-top1_is[ram]"), ("b", "vit-top1_is[ram]-2"),
-        ("b", "my-own-id"), ("b", "vit-top1_is[ram]-3"), ("a", "vit-prob[tiger_cat]")]
+        ("b", "vit-top1_is[ram]"), ("a", "vit-top1_is[ram]"), ("b", "vit-top1_is-2[ram]"),
+        ("b", "my-own-id"), ("b", "vit-top1_is-3[ram]"), ("a", "vit-prob[tiger_cat]")]
 
 
 def test_more_ids(tmp_path: Path) -> None:

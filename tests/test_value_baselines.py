@@ -161,6 +161,25 @@ def test_a_worse_value_fails_with_baseline_current_and_difference(project):
             f"{fmt(measured + 0.3)}); difference from the baseline: {-0.3:+.3g}") in out
 
 
+def test_a_threshold_that_is_the_baseline_itself_is_named_once(project):
+    write_audit(project, "audit_rel.yaml", "- blob: vit.attention mass in left >= baseline")
+    project.runpytest("-p", "no:cacheprovider", "--audit-update-baselines").assert_outcomes(passed=1)
+    path = project.path / "baselines" / "audit_rel" / "values.json"
+    doc = json.loads(path.read_text())
+    key = "blob::vit.attention-mass_in[left]"
+    measured = doc["values"][key]
+    doc["values"][key] = measured + 0.1
+    path.write_text(json.dumps(doc))
+    result = project.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    from vitaudit.audit.evaluation import fmt
+
+    assert (f"mass in 'left' = {fmt(measured)} (expected >= {fmt(measured + 0.1)}, the baseline); "
+            f"difference from the baseline: {-0.1:+.3g}") in out
+    assert "baseline with baseline" not in out
+
+
 def test_unreadable_values_file_is_an_error_naming_it(project):
     write_audit(project, "audit_rel.yaml", "- blob: cnn prob(red) > baseline * 0.9")
     path = project.path / "baselines" / "audit_rel" / "values.json"

@@ -21,6 +21,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .intervals import DEFAULT_LEVEL, Interval, interval_of
+
 OPS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt,
                                                   "<=": operator.le}
 _PERCENTILE = re.compile(r"^p(?P<q>[0-9.]+)$")
@@ -51,6 +53,9 @@ class Verdict:
     n_images: int  # images counted
     n_missing: int  # counted images without a value (their ``error`` says why)
     share_passing: float | None  # fraction of counted images whose per-image check passed
+    interval: Interval | None = None  # the aggregate's confidence interval (None: min, max, under 2 images)
+    confidence: float | None = None  # the level the expectation asked for ("with 95% confidence")
+    within_noise: bool = False  # a plain threshold inside the interval: could flip on another sample
 
 
 def merge(*shards: Iterable[ImageValue]) -> list[ImageValue]:
@@ -81,12 +86,18 @@ def aggregate_value(kind: str, values: Sequence[float]) -> float | None:
 
 
 def verdict(kind: str, values: Sequence[ImageValue], op: str | None, threshold: float | None,
-            share: float | None = None) -> Verdict:
+            share: float | None = None, confidence: float | None = None) -> Verdict:
     """The aggregate ``kind`` over ``values`` and its verdict.
 
     ``share``: ``op``/``threshold`` are ignored (the per-image checks are in ``passed``) and
     the verdict is ``share_passing >= share``. Otherwise ``op``/``threshold`` apply to the
     aggregate. No counted image at all is a failed verdict with value ``None``.
+
+    Every verdict carries the aggregate's confidence interval (:mod:`vitaudit.intervals`), at
+    ``confidence`` when given, else at 95%. With ``confidence`` the verdict passes only when the
+    whole interval meets the threshold (its lower end for ``>``, its upper end for ``<``), and
+    fails when there is no interval. Without it the point value decides, and ``within_noise``
+    says when the threshold lies inside the interval.
     """
     n = len(values)
     measured = [v.value for v in values if v.value is not None and math.isfinite(v.value)]
@@ -103,7 +114,18 @@ def verdict(kind: str, values: Sequence[ImageValue], op: str | None, threshold: 
     else:
         value = aggregate_value(kind, measured)
         passed = value is not None and OPS[str(op)](value, float(threshold))  # type: ignore[arg-type]
-    return Verdict(value, bool(passed), n, n - len(measured), share_passing)
+    n_passing = sum(1 for v in values if v.passed)
+    interval = interval_of(kind, measured, n_passing, n, confidence or DEFAULT_LEVEL) if value is not None else None
+    bar_op, bar = (">=", share) if kind == "share" else (op, threshold)
+    within_noise = False
+    if interval is not None and bar is not None and bar_op in OPS and math.isfinite(float(bar)):
+        if confidence is not None:
+            passed = interval.clears(str(bar_op), float(bar) - (1e-12 if kind == "share" else 0.0))
+        else:
+            within_noise = interval.straddles(float(bar)) and interval.low < interval.high
+    elif confidence is not None:
+        passed = False  # no interval (one image, min/max): the confidence cannot be shown
+    return Verdict(value, bool(passed), n, n - len(measured), share_passing, interval, confidence, within_noise)
 
 
 def higher_is_better(op: str | None) -> bool:
@@ -125,12 +147,22 @@ def ranked(values: Sequence[ImageValue], op: str | None) -> list[ImageValue]:
 
 
 def worst_and_best(values: Sequence[ImageValue], op: str | None, worst: int = 6,
-                   best: int = 3) -> tuple[list[ImageValue], list[ImageValue]]:
-    """The ``worst`` worst images and the ``best`` best ones (never the same image twice)."""
+                   best: int = 3, yes_no: bool = False) -> tuple[list[ImageValue], list[ImageValue]]:
+    """The ``worst`` worst images and the ``best`` best ones (never the same image twice).
+
+    The best never include an image whose own check failed. ``yes_no``: the per-image value is
+    1 or 0 (the pointing game's hit), so an image is either good or bad: the worst are only bad
+    ones and the best only good ones, however few there are of either.
+    """
     order = ranked(values, op)
-    low = order[:worst]
+    good = 1.0 if higher_is_better(op) else 0.0
+
+    def is_good(v: ImageValue) -> bool:
+        return v.passed is not False and v.value is not None and (not yes_no or v.value == good)
+
+    low = [v for v in order if not is_good(v)][:worst] if yes_no else order[:worst]
     taken = {v.index for v in low}
-    high = [v for v in reversed(order) if v.index not in taken and v.value is not None][:best]
+    high = [v for v in reversed(order) if v.index not in taken and is_good(v)][:best]
     return low, high
 
 

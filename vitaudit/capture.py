@@ -13,7 +13,8 @@
   The layers before it run without autograd bookkeeping.
 
 The seed notebook replaced each block's ``forward`` (moving ``norm1`` after the residual): its
-maps came from a different network. Hooks here only observe; tests check logits bitwise.
+maps came from a different network. Hooks here only observe; tests check logits bitwise against
+the bare model run in the same autograd mode (torch may pick other kernels with autograd on).
 """
 from __future__ import annotations
 
@@ -140,7 +141,8 @@ class AttentionCapture:
     (after any q/k norm and rotary embedding) and its mask (relative position bias, ALiBi-like
     biases, causal), from which the softmax is recomputed exactly as the kernel defines it; an
     unfused module's own ``softmax`` output is read as it is. Either way the module runs its
-    usual code on its usual path, so the logits are bitwise the plain model's. ``class_attention``:
+    usual code on its usual path, so the logits are bitwise the plain model's (in the same autograd
+    mode). ``class_attention``:
     the modules' only query is the class token (CaiT), not a full self-attention.
     """
 

@@ -21,7 +21,22 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model (one-line message)."""
 
 
+def _local(path: str | Path) -> Path:
+    """A URI checkpoint (``s3://...``) as a local copy (fetched once, see ``storage.local_copy``)."""
+    from .storage import is_uri, local_copy
+
+    if is_uri(str(path)):
+        try:
+            return Path(local_copy(str(path)))
+        except FileNotFoundError:
+            raise CheckpointError(f"checkpoint not found: {path}") from None
+        except OSError as exc:
+            raise CheckpointError(f"cannot fetch checkpoint {path}: {exc}") from None
+    return Path(path)
+
+
 def sha256_file(path: str | Path) -> str:
+    path = _local(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -30,8 +45,8 @@ def sha256_file(path: str | Path) -> str:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint file, unwrapped and with training prefixes removed."""
-    path = Path(path)
+    """The tensors of a checkpoint file (or URI), unwrapped and with training prefixes removed."""
+    path = _local(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":

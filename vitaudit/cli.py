@@ -1,5 +1,6 @@
 """``vitaudit explain``: a quick look at one image from the shell; ``vitaudit compare``: what changed
-between two audit runs.
+between two audit runs; ``vitaudit init``: a first audit drafted from a model and a dataset
+(:mod:`vitaudit.init`).
 
 Bad arguments, unreadable images, unknown models and unknown labels get one line saying what
 is wrong (with close matches for names) and a non-zero exit code, never a traceback.
@@ -47,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output format (default: text)")
     cmp.add_argument("--tolerance", type=_tolerance, default=None, metavar="X",
                      help="list values that moved by more than X (default: 0.01)")
+    cmp.add_argument("--significance", type=_level, default=0.05, metavar="ALPHA",
+                     help="level of the paired test on dataset aggregates' per-image values (default: 0.05)")
+    cmp.add_argument("--fail-on", choices=("regression", "significant-worse"), default="regression",
+                     help="exit 1 on a newly failing expectation (regression, the default), or also on a "
+                          "dataset aggregate that got significantly worse while its threshold still passes")
+    from .init.command import add_parser as add_init
+
+    add_init(sub)
     return parser
 
 
@@ -60,10 +69,24 @@ def _tolerance(text: str) -> float:
     return value
 
 
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), e.g. 0.05, got {text}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "compare":
         return _compare(args)
+    if args.command == "init":
+        from .init.command import main as init_main
+
+        return init_main(args)
     try:
         return _explain(args)
     except KeyboardInterrupt:
@@ -82,12 +105,12 @@ def _compare(args: argparse.Namespace) -> int:
 
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     try:
-        cmp = compare_files(args.old, args.new, tolerance)
+        cmp = compare_files(args.old, args.new, tolerance, args.significance)
     except CompareError as exc:
         print(f"vitaudit compare: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     sys.stdout.write(render(cmp, args.format))
-    return EXIT_ERROR if cmp.regressed else 0
+    return EXIT_ERROR if cmp.failed(args.fail_on) else 0
 
 
 def _explain(args: argparse.Namespace) -> int:

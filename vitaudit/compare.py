@@ -4,7 +4,9 @@ Expectations are matched by node id. The comparison lists those whose verdict ch
 failing first), values that moved by more than a tolerance, the images of dataset aggregates whose
 per-image verdict flipped, and expectations added or removed. A run *regressed* when an expectation
 that did not fail before (or did not exist) fails now: ``vitaudit compare`` then exits 1, so a CI
-step can gate on it. The formats (text, Markdown, JSON) are in :mod:`vitaudit.compare_formats`.
+step can gate on it. Dataset aggregates with per-image values in both runs are also tested for a
+significant change (:mod:`vitaudit.significance`): ``shifts`` holds the significant ones, ``noise``
+the others; ``--fail-on significant-worse`` fails on a significant change for the worse too. The formats (text, Markdown, JSON) are in :mod:`vitaudit.compare_formats`.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from .significance import DEFAULT_LEVEL, Shift, shift
 
 #: Outcomes that make a run fail (as ``audit.json``'s status).
 FAILING = ("failed", "error")
@@ -39,6 +43,9 @@ class Row:
     baseline: float | None = None
     per_image: list[dict[str, Any]] | None = None
     subject: str | None = None  # the image (or dataset) key
+    aggregate: str | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
 
     @property
     def failing(self) -> bool:
@@ -60,7 +67,9 @@ class Row:
             text=str(data.get("text") or ""), outcome=str(data.get("outcome") or ""),
             value=float(value) if _is_number(value) else None, op=data.get("op"),
             threshold=data.get("threshold"), baseline=data.get("baseline"), per_image=data.get("per_image"),
-            subject=data.get("image") or data.get("dataset"),
+            subject=data.get("image") or data.get("dataset"), aggregate=data.get("aggregate"),
+            ci_low=data.get("ci_low") if _is_number(data.get("ci_low")) else None,
+            ci_high=data.get("ci_high") if _is_number(data.get("ci_high")) else None,
         )
 
 
@@ -111,6 +120,9 @@ class Comparison:
     added: list[Row] = field(default_factory=list)
     removed: list[Row] = field(default_factory=list)
     before: dict[str, Row] = field(default_factory=dict, repr=False)  # every old row, by node id
+    significance: float = DEFAULT_LEVEL
+    shifts: list[Shift] = field(default_factory=list)  # dataset aggregates that changed significantly
+    noise: list[Shift] = field(default_factory=list)  # tested, and within noise
 
     @property
     def regressed(self) -> bool:
@@ -118,9 +130,19 @@ class Comparison:
         return bool(self.newly_failing) or any(r.failing for r in self.added)
 
     @property
+    def significantly_worse(self) -> list[Shift]:
+        """Dataset aggregates that changed significantly for the worse (whatever their verdict)."""
+        return [s for s in self.shifts if s.worse is True]
+
+    def failed(self, fail_on: str = "regression") -> bool:
+        """Whether ``vitaudit compare`` exits 1: on a regression, and with ``significant-worse`` also on
+        a significant change for the worse."""
+        return self.regressed or (fail_on == "significant-worse" and bool(self.significantly_worse))
+
+    @property
     def empty(self) -> bool:
         return not (self.newly_failing or self.newly_passing or self.other_changes or self.deltas or self.flips
-                    or self.added or self.removed)
+                    or self.added or self.removed or self.shifts)
 
     def delta_of(self, nodeid: str) -> Delta | None:
         return next((d for d in self.deltas if d.new.nodeid == nodeid), None)
@@ -129,6 +151,7 @@ class Comparison:
         doc = asdict(self)
         del doc["before"]
         doc["regressed"] = self.regressed
+        doc["significantly_worse"] = len(self.significantly_worse)
         return doc
 
 
@@ -196,11 +219,11 @@ def _flips(old: Row, new: Row) -> list[Flip]:
 
 
 def compare(old: Iterable[Row], new: Iterable[Row], tolerance: float = DEFAULT_TOLERANCE,
-            old_name: str = "old", new_name: str = "new") -> Comparison:
-    """Compare two runs' rows, matched by node id."""
+            old_name: str = "old", new_name: str = "new", significance: float = DEFAULT_LEVEL) -> Comparison:
+    """Compare two runs' rows, matched by node id; test dataset aggregates' changes at ``significance``."""
     before = {r.nodeid: r for r in old}
     after = {r.nodeid: r for r in new}
-    out = Comparison(old=old_name, new=new_name, tolerance=tolerance, before=before)
+    out = Comparison(old=old_name, new=new_name, tolerance=tolerance, before=before, significance=significance)
     for nodeid, n in after.items():
         o = before.get(nodeid)
         if o is None:
@@ -217,12 +240,19 @@ def compare(old: Iterable[Row], new: Iterable[Row], tolerance: float = DEFAULT_T
         if o.value is not None and n.value is not None and abs(n.value - o.value) > tolerance + 1e-12:
             out.deltas.append(Delta(o, n, n.value - o.value, _worse(n, n.value - o.value)))
         out.flips.extend(_flips(o, n))
+        if o.per_image and n.per_image and n.aggregate:
+            s = shift(o.per_image, n.per_image, aggregate=n.aggregate, op=n.op if n.aggregate != "share" else ">=",
+                      level=significance, nodeid=nodeid, where=n.where, text=n.text)
+            if s is not None:
+                (out.shifts if s.significant else out.noise).append(s)
+    out.shifts.sort(key=lambda s: (s.worse is not True, s.p_value))
     out.removed = [r for nodeid, r in before.items() if nodeid not in after]
     out.added.sort(key=lambda r: (not r.failing, r.file, r.line))
     out.deltas.sort(key=lambda d: (d.worse is not True, -abs(d.delta)))
     return out
 
 
-def compare_files(old: str | Path, new: str | Path, tolerance: float = DEFAULT_TOLERANCE) -> Comparison:
+def compare_files(old: str | Path, new: str | Path, tolerance: float = DEFAULT_TOLERANCE,
+                  significance: float = DEFAULT_LEVEL) -> Comparison:
     """Compare two ``audit.json`` files."""
-    return compare(load(old), load(new), tolerance, str(old), str(new))
+    return compare(load(old), load(new), tolerance, str(old), str(new), significance)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from .compare import Change, Comparison, Delta, Flip, Row
+from .significance import Shift
 
 FORMATS = ("text", "markdown", "json")
 
@@ -26,10 +27,25 @@ def _against(r: Row) -> str:
     return f" (expected {r.op} {num(r.threshold)}{base})"
 
 
+def with_ci(r: Row) -> str:
+    """``0.758 [0.741, 0.774]`` (a dataset aggregate with its interval), or the value alone."""
+    if r.ci_low is None or r.ci_high is None:
+        return num(r.value)
+    return f"{num(r.value)} [{num(r.ci_low)}, {num(r.ci_high)}]"
+
+
 def _value_move(c: Change) -> str:
     if c.old.value is None and c.new.value is None:
         return ""
-    return f"value {num(c.old.value)} -> {num(c.new.value)}{_against(c.new)}"
+    return f"value {with_ci(c.old)} -> {with_ci(c.new)}{_against(c.new)}"
+
+
+def shift_text(s: Shift) -> str:
+    """``mean of the value 0.76 -> 0.04 (-0.72), p = 0.0001 (paired permutation, 150 images)``."""
+    how = {True: ", worse", False: ", better", None: ""}[s.worse]
+    n = f"{s.n} shared images" if s.test.startswith("paired") else f"{s.n} images, none shared"
+    return (f"mean {s.quantity} {num(s.old_mean)} -> {num(s.new_mean)} ({s.difference:+.3g}{how}), "
+            f"p = {s.p_value:.2g} ({s.test}, {n})")
 
 
 def _verdict(passed: bool) -> str:
@@ -42,6 +58,10 @@ def headline(cmp: Comparison) -> str:
     if cmp.flips:
         parts.append(f"{len(cmp.flips)} per-image verdicts flipped")
     parts.append(f"{len(cmp.deltas)} values moved by more than {cmp.tolerance:g}")
+    if cmp.shifts or cmp.noise:
+        worse = len(cmp.significantly_worse)
+        parts.append(f"{len(cmp.shifts)} dataset aggregates changed significantly at {cmp.significance:g} "
+                     f"({worse} for the worse), {len(cmp.noise)} within noise")
     parts.append(f"{len(cmp.added)} added, {len(cmp.removed)} removed")
     status = "REGRESSED" if cmp.regressed else "no regression"
     return f"{status}: " + ", ".join(parts)
@@ -63,7 +83,10 @@ def to_text(cmp: Comparison) -> str:
 
     def delta(d: Delta) -> str:
         how = {True: ", worse", False: ", better", None: ""}[d.worse]
-        return f"{d.new.where}  {d.new.text!r}  {num(d.old.value)} -> {num(d.new.value)} ({d.delta:+.3g}{how})"
+        return f"{d.new.where}  {d.new.text!r}  {with_ci(d.old)} -> {with_ci(d.new)} ({d.delta:+.3g}{how})"
+
+    def tested(s: Shift) -> str:
+        return f"{s.where}  {s.text!r}  {shift_text(s)}"
 
     def flip(f: Flip) -> str:
         return (f"{f.where}  {f.image}  {_verdict(f.old_passed)} -> {_verdict(f.new_passed)}  "
@@ -75,6 +98,8 @@ def to_text(cmp: Comparison) -> str:
     section("newly failing", cmp.newly_failing, change)
     section("newly passing", cmp.newly_passing, change)
     section("outcome changed", cmp.other_changes, change)
+    section(f"significant changes (paired test, p < {cmp.significance:g})", cmp.shifts, tested)
+    section("within noise (not significant)", cmp.noise, tested)
     section("per-image verdicts flipped", cmp.flips, flip)
     section(f"values moved by more than {cmp.tolerance:g}", cmp.deltas, delta)
     section("added", cmp.added, row)
@@ -113,11 +138,15 @@ def to_markdown(cmp: Comparison, title: str = "vitaudit: changes since the previ
     table("Newly failing", ["where", "expectation", "outcome", "value"], changes(cmp.newly_failing))
     table("Newly passing", ["where", "expectation", "outcome", "value"], changes(cmp.newly_passing))
     table("Outcome changed", ["where", "expectation", "outcome", "value"], changes(cmp.other_changes))
+    shift_rows = [[code(s.where), cell(s.text), cell(shift_text(s))] for s in cmp.shifts]
+    table(f"Significant changes (paired test, p &lt; {cmp.significance:g})", ["where", "expectation", "change"], shift_rows)
+    table("Within noise (not significant)", ["where", "expectation", "change"],
+          [[code(s.where), cell(s.text), cell(shift_text(s))] for s in cmp.noise])
     table("Per-image verdicts flipped", ["where", "image", "verdict", "value"],
           [[code(f.where), code(f.image), f"{_verdict(f.old_passed)} → **{_verdict(f.new_passed)}**",
             f"{num(f.old_value)} → {num(f.new_value)}"] for f in cmp.flips])
     table(f"Values moved by more than {cmp.tolerance:g}", ["where", "expectation", "old", "new", "change"],
-          [[code(d.new.where), cell(d.new.text), num(d.old.value), num(d.new.value),
+          [[code(d.new.where), cell(d.new.text), cell(with_ci(d.old)), cell(with_ci(d.new)),
             f"{d.delta:+.3g}" + {True: " (worse)", False: " (better)", None: ""}[d.worse]] for d in cmp.deltas])
     table("Added", ["where", "expectation", "outcome"],
           [[code(r.where), cell(r.text), r.outcome] for r in cmp.added])

@@ -7,12 +7,15 @@ share one pixel grid. A content hash identifies the pixels for the explanation c
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .storage import Store, is_uri
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray, "LoadedImage"]
 
@@ -69,10 +72,13 @@ class LoadedImage:
         return cached
 
 
-def load_image(image: ImageLike) -> LoadedImage:
-    """Read ``image`` (a path, PIL image, numpy array or LoadedImage) into a LoadedImage."""
+def load_image(image: ImageLike, store: "Store | None" = None) -> LoadedImage:
+    """Read ``image`` (a path, a URI such as ``s3://bucket/a.png`` read with ``store``'s options,
+    PIL image, numpy array or LoadedImage) into a LoadedImage."""
     if isinstance(image, LoadedImage):
         return image
+    if isinstance(image, str) and is_uri(image):
+        return LoadedImage(_read_uri(image, store), source=image)
     if isinstance(image, (str, Path)):
         return LoadedImage(_read_path(Path(image)), source=str(image))
     if isinstance(image, Image.Image):
@@ -82,13 +88,34 @@ def load_image(image: ImageLike) -> LoadedImage:
     raise ImageError(f"cannot read an image from a {type(image).__name__}; pass a path, a PIL image or a numpy array")
 
 
+def load_image_bytes(data: bytes, source: str) -> LoadedImage:
+    """Decode an image held in memory (a table cell, a tar member); ``source`` names it in errors."""
+    return LoadedImage(_decode(io.BytesIO(data), source), source=source)
+
+
+def _read_uri(uri: str, store: "Store | None") -> np.ndarray:
+    try:
+        data = (store or Store()).read(uri)
+    except FileNotFoundError:
+        raise ImageError(f"image object not found: {uri}") from None
+    except (IsADirectoryError, NotADirectoryError):
+        raise ImageError(f"expected an image object, got a folder: {uri}") from None
+    except OSError as exc:  # StorageError (unreachable, backend missing), PermissionError
+        raise ImageError(f"cannot read image {uri}: {exc}") from None
+    return _decode(io.BytesIO(data), uri)
+
+
 def _read_path(path: Path) -> np.ndarray:
     if not path.exists():
         raise ImageError(f"image file not found: {path}")
     if path.is_dir():
         raise ImageError(f"expected an image file, got a directory: {path}")
+    return _decode(path, str(path))
+
+
+def _decode(fp: "Path | io.BytesIO", path: str) -> np.ndarray:
     try:
-        with Image.open(path) as im:
+        with Image.open(fp) as im:
             im.load()
             ImageOps.exif_transpose(im, in_place=True)  # no copy of a camera photo
             return _from_pil(im)

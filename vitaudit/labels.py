@@ -28,9 +28,11 @@ def imagenet_labels(subset: str = "imagenet-1k") -> tuple[str, ...]:
 
 
 def read_label_file(path: str | Path) -> list[str]:
-    """One label per line; blank lines are skipped."""
+    """One label per line (a local file or a URI); blank lines are skipped."""
+    from .storage import is_uri, read_bytes
+
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_bytes(str(path)).decode("utf-8") if is_uri(str(path)) else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise LabelError(f"cannot read label file {path}: {exc.strerror or exc}") from None
     return [line.strip() for line in text.splitlines() if line.strip()]

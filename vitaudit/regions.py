@@ -12,6 +12,8 @@ A region that reaches outside the image or covers no pixel is an error, never cl
 """
 from __future__ import annotations
 
+import io
+
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,14 +187,18 @@ def _mask_path(region: Region) -> Path:
     return beside if beside.exists() else p
 
 
-def _mask(region: Region, h: int, w: int, rh: int, rw: int) -> np.ndarray:
+def _mask(region: Region, h: int, w: int, rh: int, rw: int, data: bytes | None = None) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not region.mask_path:
         raise _err(region, "is a mask but has no mask file")
-    path = _mask_path(region)
+    from .storage import is_uri, read_bytes
+
+    path: object = region.mask_path if is_uri(region.mask_path) else _mask_path(region)
     try:
-        with Image.open(path) as im:
+        if data is None and is_uri(region.mask_path):
+            data = read_bytes(region.mask_path)
+        with Image.open(io.BytesIO(data) if data is not None else path) as im:
             im = ImageOps.exif_transpose(im)
             if im.mode in ("1", "L", "I", "F") or im.mode.startswith("I;16"):
                 inside = np.asarray(im) != 0
@@ -226,7 +232,8 @@ def _mask(region: Region, h: int, w: int, rh: int, rw: int) -> np.ndarray:
     return inside
 
 
-def rasterize(region: Region, size: tuple[int, int], *, image_size: tuple[int, int] | None = None) -> np.ndarray:
+def rasterize(region: Region, size: tuple[int, int], *, image_size: tuple[int, int] | None = None,
+              data: bytes | None = None) -> np.ndarray:
     """Boolean (H, W) mask of ``region`` on an image of ``size == (H, W)``.
 
     Boxes: ``[x0, x1) x [y0, y1)``; fractions are scaled by W/H and rounded to the nearest
@@ -238,6 +245,10 @@ def rasterize(region: Region, size: tuple[int, int], *, image_size: tuple[int, i
     ``image_size``: the original image's (H, W) when ``size`` is a working resolution below
     it; the region is checked against the original, then drawn at ``size`` (its edges and
     vertices scaled; a mask pixel is inside when half the pixels it covers are).
+
+    ``data``: a mask's encoded bytes, already fetched (a table cell, a tar member, an object
+    read with a dataset's storage options); ``mask_path`` then only names it. A ``mask_path``
+    that is a URI is otherwise read with default storage options.
     """
     rh, rw = _check_size(size)
     h, w = _check_size(image_size) if image_size is not None else (rh, rw)
@@ -246,7 +257,7 @@ def rasterize(region: Region, size: tuple[int, int], *, image_size: tuple[int, i
     if region.kind == "polygon":
         return _polygon(region, h, w, rh, rw)
     if region.kind == "mask":
-        return _mask(region, h, w, rh, rw)
+        return _mask(region, h, w, rh, rw, data)
     raise _err(region, f"has unknown kind {region.kind!r} (use box, polygon or mask)")
 
 

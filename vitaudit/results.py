@@ -138,6 +138,14 @@ class ExpectationResult:
     n_images: int | None = None
     per_image: list[dict[str, Any]] | None = None
     aggregate_view: AggregateView | None = None
+    # The aggregate's confidence interval (vitaudit.intervals): ends, level (0.95) and how it was made
+    # (bca, t, order-statistic, percentile, wilson, constant); None where there is none (min, max, one image).
+    ci_low: float | None = None
+    ci_high: float | None = None
+    ci_level: float | None = None
+    ci_method: str | None = None
+    confidence: float | None = None  # ``with 95% confidence``: the interval decided the verdict
+    within_noise: bool = False  # a plain threshold inside the interval: the verdict could flip on another sample
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -4,8 +4,9 @@ Each image is decoded once (in a thread pool, one batch ahead of the models) and
 once per model, in batches, with every map the file's expectations want of that model; then
 each expectation measures the image exactly as it would measure a declared image (the same
 :class:`~vitaudit.audit.evaluate.Evaluator` handlers), and only the per-image numbers are
-kept. Maps are dropped with their batch; the report's few example pictures are recomputed
-afterwards.
+kept. The commonest metrics are measured for the whole batch at once on the model's device
+(:mod:`.dataset_quick`), the rest (and whatever the plain case does not cover) by the handlers.
+Maps are dropped with their batch; the report's few example pictures are recomputed afterwards.
 
 :func:`measure_shard` is the unit of work: a function from a shard of samples to per-image
 values (:class:`~vitaudit.aggregate.ImageValue`) that merge in any order, so a distributed
@@ -24,8 +25,8 @@ import numpy as np
 
 from vitaudit.aggregate import OPS, ImageValue, merge
 from vitaudit.batching import ItemFailure
-from vitaudit.metrics import pearson_values
 
+from .dataset_quick import batch_values
 from .evaluate import Evaluation, Evaluator
 from .session import AuditFailure, AuditInputError, ModelSkipped
 
@@ -112,7 +113,6 @@ class SampleEvaluator(Evaluator):
         self.entries: dict[str, Any] = {}
         self._maps: dict[tuple, "Explanation"] = {}
         self._region_masks: dict[tuple, np.ndarray] = {}
-        self._maps64: dict[tuple, np.ndarray | None] = {}
 
     def evaluate(self, exp: "Expectation") -> Evaluation:
         # A relative threshold belongs to the aggregate (see dataset_items), never to one image.
@@ -122,7 +122,7 @@ class SampleEvaluator(Evaluator):
 
     def at(self, sample: "Sample", loaded: "LoadedImage", entries: dict[str, Any]) -> None:
         self.sample, self.loaded, self.entries = sample, loaded, entries
-        self._maps, self._region_masks, self._maps64 = {}, {}, {}
+        self._maps, self._region_masks = {}, {}
 
     # The resources of the image at hand, instead of a declared image's.
     def image(self, key: str):
@@ -202,6 +202,7 @@ def measure_shard(evaluator: SampleEvaluator, samples: Sequence["Sample"],
         return out
     entries = {key: run_batch(model, [im for _, im in ok], [plan.requests[key]] * len(ok))
                for key, model in plan.models.items()}
+    quick = batch_values(plan, [s for s, _ in ok], entries, evaluator.session.max_side)
     for j, (sample, loaded) in enumerate(ok):
         mine = {key: entries[key][j] for key in entries}
         evaluator.at(sample, loaded, mine)
@@ -214,66 +215,20 @@ def measure_shard(evaluator: SampleEvaluator, samples: Sequence["Sample"],
                 out.values[exp.id].append(ImageValue(sample.index, sample.name, None, False, sample.label,
                                                      "; ".join(lost)))
                 continue
-            quick = _quick(evaluator, exp, sample)
-            out.values[exp.id].append(quick if quick is not None else _measure(evaluator, exp, sample))
+            value = quick[exp.id][j] if exp.id in quick else np.nan
+            out.values[exp.id].append(_quick(exp, sample, float(value)) if np.isfinite(value)
+                                      else _measure(evaluator, exp, sample))
     return out
 
 
-#: Metrics measured by :func:`_quick` (the commonest ones on datasets).
-QUICK = ("mass_in", "pointing_game", "agreement")
-
-
-def _quick(evaluator: SampleEvaluator, exp: "Expectation", sample: "Sample") -> ImageValue | None:
-    """The plain case of a common metric in a few numpy lines on the very maps and masks the
-    full measurement uses (``Explanation.working``, the image's mask); ``None`` sends anything
-    else (unseen pixels, no signal, a constant map, options, errors) to :func:`_measure`, which
-    says what is wrong. The full measurement costs several times more per image (checks, the
-    sentence), which shows over a dataset; tests hold the two to the same values."""
-    if exp.metric not in QUICK:
-        return None
-    try:
-        if exp.metric == "agreement":
-            if exp.option("by", "pearson") != "pearson":
-                return None
-            a, b = (_working64(evaluator, ref, exp) for ref in exp.maps)
-            if a is None or b is None or a.shape != b.shape:
-                return None
-            if a.min() == a.max() or b.min() == b.max():  # constant: the full measurement says so
-                return None
-            value = pearson_values(a.ravel(), b.ravel())
-            passed = OPS[exp.op](value, exp.value) if exp.aggregate == "share" else None
-            return ImageValue(sample.index, sample.name, value, passed, sample.label)
-        if exp.region is None or (exp.metric == "pointing_game" and exp.option("within", 0.0)):
-            return None
-        hm = _working64(evaluator, exp.maps[0], exp)
-        if hm is None:
-            return None
-        e = evaluator.explanation(exp.maps[0], exp.image)
-        mask = evaluator.mask(exp, e)
-        if mask is None or mask.shape != hm.shape or not mask.any():
-            return None
-        if exp.metric == "mass_in":
-            value = float(hm[mask].sum() / hm.sum())
-            passed = OPS[exp.op](value, exp.value) if exp.aggregate == "share" else None
-        else:
-            hit = bool(mask[hm == hm.max()].any())
-            value = 1.0 if hit else 0.0
-            passed = (hit == (exp.op != "misses")) if exp.aggregate == "share" else None
-    except (AuditFailure, AuditInputError):
-        return None
+def _quick(exp: "Expectation", sample: "Sample", value: float) -> ImageValue:
+    """The record of a value :func:`~vitaudit.audit.dataset_quick.batch_values` measured."""
+    if exp.metric == "pointing_game":
+        hit = value == 1.0
+        passed = (hit == (exp.op != "misses")) if exp.aggregate == "share" else None
+    else:
+        passed = OPS[exp.op](value, exp.value) if exp.aggregate == "share" else None
     return ImageValue(sample.index, sample.name, value, passed, sample.label)
-
-
-def _working64(evaluator: SampleEvaluator, ref: "MapRef", exp: "Expectation") -> np.ndarray | None:
-    """The map at its working resolution in float64 (as the metrics read it), or ``None`` when it
-    has unseen pixels or no signal (the full measurement handles those)."""
-    cache = evaluator._maps64
-    key = (ref.model, ref)
-    if key not in cache:
-        hm = evaluator.explanation(ref, exp.image).working
-        hm64 = hm.astype(np.float64)
-        cache[key] = hm64 if np.isfinite(hm64).all() and hm64.sum() > 0 and (hm64 >= 0).all() else None
-    return cache[key]
 
 
 def _measure(evaluator: SampleEvaluator, exp: "Expectation", sample: "Sample") -> ImageValue:
@@ -295,30 +250,54 @@ def decode_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - torch.get_num_threads()))
 
 
+#: Threads that fetch images from object storage, tables or shards when no core is spare for
+#: decoding: fetching waits on I/O, so it overlaps the models without taking their cores.
+FETCH_THREADS = 4
+
+
 def decoded(samples: Sequence["Sample"], batch_size: int, workers: int | None = None
             ) -> Iterator[tuple[list["Sample"], list["LoadedImage | BaseException"]]]:
-    """Batches of samples with their decoded images; decoding runs one batch ahead in threads."""
-    from vitaudit.images import load_image
+    """Batches of samples with their decoded images; fetching and decoding run one batch ahead in
+    threads (with no core to spare, only the fetching: decoding then happens between batches).
+    At most two batches of images (or of fetched bytes) are held at a time."""
+    from vitaudit.datasets.fetch import decode_sample, fetch_sample, read_sample
 
     def read(sample: "Sample"):
         try:
-            return load_image(sample.path)
+            return read_sample(sample)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is reported by name
+            return exc
+
+    def fetch(sample: "Sample"):
+        try:
+            return fetch_sample(sample)
+        except Exception as exc:  # noqa: BLE001 - reported by name, like an unreadable file
+            return exc
+
+    def finish(sample: "Sample", data):
+        if isinstance(data, BaseException):
+            return data
+        try:
+            return decode_sample(sample, data)
+        except Exception as exc:  # noqa: BLE001
             return exc
 
     chunks = [list(samples[i : i + batch_size]) for i in range(0, len(samples), batch_size)]
     if workers is None:
         workers = decode_workers()
-    if workers == 0:  # no core to spare: decoding threads would only slow the models' own threads
+    remote = any(s.source is not None for s in samples[:1])
+    if workers == 0 and not remote:  # no core to spare: decoding threads would only slow the models' own threads
         for chunk in chunks:
             yield chunk, [read(s) for s in chunk]
         return
-    with ThreadPoolExecutor(workers, thread_name_prefix="vitaudit-decode") as pool:
-        pending = [pool.map(read, chunks[0])] if chunks else []
+    job = read if workers else fetch
+    with ThreadPoolExecutor(workers or FETCH_THREADS, thread_name_prefix="vitaudit-decode") as pool:
+        pending = [pool.map(job, chunks[0])] if chunks else []
         for i, chunk in enumerate(chunks):
             if i + 1 < len(chunks):
-                pending.append(pool.map(read, chunks[i + 1]))
-            yield chunk, list(pending.pop(0))
+                pending.append(pool.map(job, chunks[i + 1]))
+            got = list(pending.pop(0))
+            yield chunk, got if workers else [finish(s, d) for s, d in zip(chunk, got)]
 
 
 def batch_size_for(plan: Plan, batch_size: int | None) -> int:

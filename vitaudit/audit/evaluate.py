@@ -73,7 +73,9 @@ class Evaluator:
         At the first use of an image, it and the next images of the file (in file order,
         which is the order items run) are explained together, up to a batch; so every image
         runs once, in batches, with only a batch of maps waiting in the cache. In an xdist
-        worker, which runs only some of the items, just the image at hand.
+        worker, which runs only some of the items, just the image at hand; and so too when recording
+        (``--audit-update-baselines``): a batch's floats depend on which images share it, and the
+        values and maps recorded must be byte-identical whether the run was serial or ``-n N``.
         """
         from vitaudit.engine import BatchFailed, default_batch_size, prefetch
 
@@ -85,7 +87,8 @@ class Evaluator:
         if image_key not in plan:
             return
         order = list(plan)
-        size = 1 if self.session.in_worker else (self.session.batch_size or default_batch_size(model))
+        alone = self.session.in_worker or self.session.update_baselines
+        size = 1 if alone else (self.session.batch_size or default_batch_size(model))
         chunk = [k for k in order[order.index(image_key):] if (self.spec.path, model_key, k) not in done][:size]
         images, requests = [], []
         for k in chunk:
@@ -183,7 +186,9 @@ class Evaluator:
             return f"{exp.op} {fmt(exp.value)}"
         if rel.baseline is None:
             return f"{exp.op} {rel.text}; recording the baseline"
-        return f"{exp.op} {fmt(exp.value)}, {rel.text} with baseline {fmt(rel.baseline)}"
+        from .value_baselines import said
+
+        return f"{exp.op} {fmt(exp.value)}, {said(rel)}"
 
     # ------------------------------------------------------------- prediction
     def probs(self, model_key: str, image_key: str) -> np.ndarray:

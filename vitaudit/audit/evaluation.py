@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vitaudit.verdict_text import fmt  # noqa: F401  (one way of writing numbers; re-exported)
+
 if TYPE_CHECKING:
     from vitaudit.explanation import Explanation
 
@@ -28,7 +30,3 @@ class Evaluation:
     note: str = ""
     threshold: float | None = None  # a relative threshold as resolved for this run
     baseline: float | None = None  # the recorded value it was made from
-
-
-def fmt(x: float) -> str:
-    return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"

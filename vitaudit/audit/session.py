@@ -46,6 +46,7 @@ class Outbox:
     models: list[dict[str, Any]] = field(default_factory=list)
     views: list[dict[str, Any]] = field(default_factory=list)
     values: list[dict[str, Any]] = field(default_factory=list)
+    stale: list[dict[str, Any]] = field(default_factory=list)  # recorded values no expectation records any more
     executors: list[dict[str, Any]] = field(default_factory=list)  # who ran each dataset pass
     _sent_views: set[tuple] = field(default_factory=set)
 
@@ -58,8 +59,9 @@ class Outbox:
             self.views.append(view)
 
     def drain(self) -> dict[str, Any]:
-        out = {"models": self.models, "views": self.views, "values": self.values, "executors": self.executors}
-        self.models, self.views, self.values, self.executors = [], [], [], []
+        out = {"models": self.models, "views": self.views, "values": self.values, "stale": self.stale,
+               "executors": self.executors}
+        self.models, self.views, self.values, self.stale, self.executors = [], [], [], [], []
         return out
 
 
@@ -165,7 +167,7 @@ class AuditSession:
 
         def read() -> Any:
             try:
-                return skimage_image(decl.skimage) if decl.skimage else load_image(decl.path)
+                return skimage_image(decl.skimage) if decl.skimage else load_image(decl.path, decl.store)
             except ImageError as exc:
                 return exc
 

@@ -54,12 +54,39 @@ def path_for(audit_file: str | Path) -> Path:
 
 
 def key_for(exp: "Expectation") -> str:
-    """An expectation's key in the file: ``<image>::<id>`` (its node id within the audit file).
+    """An expectation's key in the file: what it measures, ``<image>::<id>`` with the id as the
+    expectation's words make it (:func:`vitaudit.spec.ids.base_id`: subject, metric, classes or
+    region, options, aggregate), never the ordinal the item id adds to a repeated line, nor an
+    ``id:`` the user set. So adding, deleting or renaming other lines changes no key, and changing a
+    tolerance keeps the recorded value; lines that measure the same thing share it (they would
+    record the same number).
 
     Dataset aggregates use ``<dataset>::<id>`` (with ``[<class>]`` appended for per-class items).
     """
+    from vitaudit.spec.ids import base_id
+
     subject = exp.image if exp.image is not None else getattr(exp, "dataset", None)
-    return f"{subject}::{exp.id}"
+    return f"{subject}::{base_id(exp)}"
+
+
+def stale_keys(spec) -> list[str]:
+    """Keys in the values file of ``spec`` (an :class:`~vitaudit.spec.AuditSpec`) that no expectation of
+    it records any more: deleted or reworded lines."""
+    try:
+        entries = read(path_for(spec.path))
+    except AuditInputError:
+        return []
+    wanted: set[str] = set()
+    per_class: list[str] = []
+    for exp in spec.expectations:
+        if exp.relative is None:
+            continue
+        key = key_for(exp)
+        if exp.group is not None:
+            per_class.append(key + "[")
+        else:
+            wanted.add(key)
+    return sorted(k for k in entries if k not in wanted and not k.startswith(tuple(per_class)))
 
 
 def update_command(audit_file: str | Path) -> str:
@@ -87,8 +114,14 @@ def render(entries: dict[str, dict[str, Any]], audit_name: str) -> str:
     for key in sorted(entries):
         entry = entries[key]
         per_image = entry.get("per_image")
-        values[key] = entry["value"] if not per_image else {"value": entry["value"],
-                                                             "per_image": dict(sorted(per_image.items()))}
+        if not per_image and entry.get("ci") is None:
+            values[key] = entry["value"]
+            continue
+        values[key] = {"value": entry["value"]}
+        if entry.get("ci") is not None:  # dataset aggregates: the confidence interval's half-width
+            values[key]["ci"] = entry["ci"]
+        if per_image:
+            values[key]["per_image"] = dict(sorted(per_image.items()))
     doc = {"format": FORMAT, "audit": audit_name, "values": values}
     return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
@@ -130,12 +163,14 @@ class Store:
     def get(self, key: str) -> dict[str, Any] | None:
         return self.entries.get(key)
 
-    def record(self, key: str, value: float | None, per_image: Any = None) -> None:
-        """Queue ``value`` (and the per-image values, for dataset aggregates) to be written as ``key``'s
-        baseline by the controller at the end of the session."""
+    def record(self, key: str, value: float | None, per_image: Any = None, ci: float | None = None) -> None:
+        """Queue ``value`` (and the per-image values and the confidence interval's half-width ``ci``, for
+        dataset aggregates) to be written as ``key``'s baseline by the controller at the end of the session."""
         entry = {"file": str(Path(self.audit_file).absolute()), "key": key, "value": _number(value)}
         if per_image is not None:
             entry["per_image"] = _per_image(per_image)
+        if ci is not None:
+            entry["ci"] = _number(ci)
         self.session.outbox.values.append(entry)
 
 
@@ -162,13 +197,36 @@ def resolve(exp: "Expectation", key: str, store: Store) -> tuple[float, float]:
     if isinstance(baseline, bool) or not isinstance(baseline, (int, float)) or not math.isfinite(baseline):
         raise AuditInputError(f"the recorded value of {key} in {baselines.shown(store.path)} is {baseline!r}, "
                               f"not a number; record it again with: {update_command(store.audit_file)}")
-    return exp.relative.threshold(float(baseline)), float(baseline)
+    relative = exp.relative
+    if relative.uses_ci:
+        ci = entry.get("ci")
+        if isinstance(ci, bool) or not isinstance(ci, (int, float)) or not math.isfinite(ci):
+            raise MissingBaseline(f"no recorded confidence interval for {exp.text!r} ({key}) in "
+                                  f"{baselines.shown(store.path)} ('{relative.text}' needs one); "
+                                  f"record it with: {update_command(store.audit_file)}")
+        relative = replace(relative, ci=float(ci))
+    return relative.threshold(float(baseline)), float(baseline)
+
+
+def recorded_ci(key: str, store: Store) -> float | None:
+    """The confidence-interval half-width recorded with ``key`` (``None`` when there is none)."""
+    ci = (store.get(key) or {}).get("ci")
+    return float(ci) if isinstance(ci, (int, float)) and not isinstance(ci, bool) else None
 
 
 def resolved(exp: "Expectation", key: str, store: Store) -> "Expectation":
-    """``exp`` with its threshold made from the recorded value (``value`` set, ``relative.baseline`` set)."""
+    """``exp`` with its threshold made from the recorded value (``value`` set, ``relative.baseline`` set,
+    and ``relative.ci`` for ``baseline - ci``)."""
     threshold, baseline = resolve(exp, key, store)
-    return replace(exp, value=threshold, relative=replace(exp.relative, baseline=baseline))
+    ci = recorded_ci(key, store) if exp.relative.uses_ci else None
+    return replace(exp, value=threshold, relative=replace(exp.relative, baseline=baseline, ci=ci))
+
+
+def said(relative) -> str:
+    """``baseline - 0.05 with baseline 0.6``, or ``the baseline`` (:func:`vitaudit.verdict_text.relative_said`)."""
+    from vitaudit.verdict_text import relative_said
+
+    return relative_said(relative)
 
 
 def difference(value: float | None, baseline: float) -> str:
@@ -200,16 +258,24 @@ def evaluate_relative(exp: "Expectation", store: Store, measure: Callable[["Expe
     return ev
 
 
-def write_recorded(entries: Iterable[dict[str, Any]]) -> list[Path]:
+def write_recorded(entries: Iterable[dict[str, Any]], stale: Iterable[dict[str, Any]] = ()) -> list[Path]:
     """On the controller: merge recorded values into each audit file's values file, atomically.
 
-    Entries of expectations not run this time are kept. Returns the files written.
+    Entries of expectations not run this time are kept; ``stale`` (``{"file", "keys", "prune"}`` per
+    audit file, from :func:`stale_keys` at collection) are removed where ``prune`` is true (the audit
+    file had no errors, so no key is stale only because its line failed to parse). Returns the files
+    written.
     """
     from vitaudit.report.atomic import atomic_write_text
 
     by_file: dict[str, dict[str, dict[str, Any]]] = {}
     for e in entries:
-        by_file.setdefault(e["file"], {})[e["key"]] = {k: v for k, v in e.items() if k in ("value", "per_image")}
+        by_file.setdefault(e["file"], {})[e["key"]] = {k: v for k, v in e.items() if k in ("value", "per_image", "ci")}
+    prune: dict[str, set[str]] = {}
+    for s in stale:
+        if s.get("prune") and s.get("keys"):
+            prune.setdefault(s["file"], set()).update(s["keys"])
+            by_file.setdefault(s["file"], {})
     written = []
     for audit_file, new in sorted(by_file.items()):
         path = path_for(audit_file)
@@ -218,6 +284,9 @@ def write_recorded(entries: Iterable[dict[str, Any]]) -> list[Path]:
         except AuditInputError:  # a broken file is replaced by what was just recorded
             merged = {}
         merged.update(new)
+        for key in prune.get(audit_file, ()):
+            if key not in new:
+                merged.pop(key, None)
         text = render(merged, Path(audit_file).name)
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             atomic_write_text(path, text)

@@ -8,8 +8,10 @@ are filled from each image's path below the dataset's root:
 - ``{relpath}``: the path below the root without the extension (``striped/0003``);
 - ``{label}``: the image's class.
 
-A template is resolved relative to the audit file. Every image must have its mask file:
-a template that misses some is a declaration error naming how many and the first few.
+A template is resolved relative to the audit file, unless it is a URI
+(``s3://bucket/masks/{stem}.png``, read with the dataset's storage options). Every image must
+have its mask file: a template that misses some is a declaration error naming how many and
+the first few (checked with one listing per mask folder, reading no mask).
 """
 from __future__ import annotations
 
@@ -21,10 +23,11 @@ from typing import Mapping
 import numpy as np
 
 from vitaudit.regions import Region
+from vitaudit.storage import Store, is_uri, join
 
 from .base import Dataset, DatasetError, OnError, Sample
 from .paths import FileIndex, first_few
-from .regions import Declared
+from .regions import Declared, uri_mask
 
 PLACEHOLDERS: tuple[str, ...] = ("stem", "name", "relpath", "label")
 
@@ -61,12 +64,15 @@ def check_template(template: str, field: str) -> None:
                            "mask; use {stem}, {name}, {relpath} or {label}", field)
 
 
-def add_regions(samples: list[Sample], root: str, regions: Mapping[str, Region | MaskTemplate]) -> list[Sample]:
+def add_regions(samples: list[Sample], root: str, regions: Mapping[str, Region | MaskTemplate],
+                store: Store | None = None) -> list[Sample]:
     """``samples`` with the declared ``regions`` added; raise :class:`DatasetError` (field
-    ``regions.<name>``) for a name an annotation already uses or a template missing files."""
+    ``regions.<name>``) for a name an annotation already uses or a template missing files.
+    ``root`` is the folder (or URI prefix) sample paths are relative to."""
     if not regions:
         return samples
-    root = os.path.normpath(os.path.abspath(root))
+    store = store or Store()
+    root = root.rstrip("/") if is_uri(root) else os.path.normpath(os.path.abspath(root))
     extra: list[dict[str, object]] = [{} for _ in samples]
     for name, decl in regions.items():
         field = f"regions.{name}"
@@ -80,28 +86,37 @@ def add_regions(samples: list[Sample], root: str, regions: Mapping[str, Region |
                 d[name] = shared
             continue
         check_template(decl.template, field)
-        index = FileIndex()
+        index = FileIndex(store)
         missing: list[str] = []
         for s, d in zip(samples, extra):
             path = _fill(decl, s, root, field)
             if not index.exists(path):
-                missing.append(f"{os.path.relpath(path, decl.base_dir)} (for {s.name})")
-            d[name] = Declared(Region(name, "mask", (), "px", path, decl.file, decl.line))
+                shown = path if is_uri(path) else os.path.relpath(path, decl.base_dir)
+                missing.append(f"{shown} (for {s.name})")
+            region = Region(name, "mask", (), "px", path, decl.file, decl.line)
+            d[name] = uri_mask(region, store) if is_uri(path) else Declared(region)
         if missing:
             raise DatasetError(f"mask template '{decl.template}' matches no file for {len(missing)} of "
                                f"{len(samples)} images: {first_few(missing)}", field)
-    return [Sample(s.index, s.path, s.name, s.label, {**s.regions, **d}) for s, d in zip(samples, extra)]
+    return [replace(s, regions={**s.regions, **d}) for s, d in zip(samples, extra)]
 
 
 def _fill(decl: MaskTemplate, sample: Sample, root: str, field: str) -> str:
-    rel = sample.path[len(root) + 1:] if sample.path.startswith(root + os.sep) else os.path.relpath(sample.path, root)
+    sep = "/" if is_uri(root) else os.sep
+    if sample.path.startswith(root + sep):
+        rel = sample.path[len(root) + 1:]
+    elif is_uri(root) or is_uri(sample.path):
+        rel = sample.path.rstrip("/").rsplit("/", 1)[-1]  # an object outside the root: its name
+    else:
+        rel = os.path.relpath(sample.path, root)
     rel = rel.replace(os.sep, "/")
     name = rel.rsplit("/", 1)[-1]
     values = {"name": name, "stem": os.path.splitext(name)[0], "relpath": os.path.splitext(rel)[0],
               "label": sample.label}
     if sample.label is None and "{label}" in decl.template:
         raise DatasetError(f"mask template '{decl.template}' uses {{label}} but {sample.name} has no class", field)
-    return os.path.normpath(os.path.join(decl.base_dir, decl.template.format(**values)))
+    filled = decl.template.format(**values)
+    return filled if is_uri(filled) else join(decl.base_dir, filled)
 
 
 def subset(samples: list[Sample], n: int, seed: int = 0) -> list[Sample]:

@@ -42,12 +42,25 @@ class RegionSource(Protocol):
         ...
 
 
+@runtime_checkable
+class ImageSource(Protocol):
+    """Where one sample's encoded image bytes are, when not a local file: an object in storage,
+    a member of a tar shard, a cell of a table. Reading happens in the dataset pass's decode
+    threads, so :meth:`read` must be thread-safe; sources pickle (a distributed pass ships them)."""
+
+    def read(self) -> bytes:
+        """The image file's bytes; ``FileNotFoundError`` when it is missing, ``OSError`` otherwise."""
+        ...
+
+
 @dataclass(frozen=True)
 class Sample:
     """One image of a dataset.
 
-    ``path`` is absolute; ``name`` is the image's path relative to the audit file's folder
-    (``/`` separators), which is how reports, ids and failure messages name it.
+    ``path`` is absolute, or a URI (``s3://...``); ``name`` is the image's path relative to the
+    audit file's folder (``/`` separators), or its URI, which is how reports, ids and failure
+    messages name it. ``source`` says how to fetch the bytes when ``path`` is not a local file
+    (see :func:`vitaudit.datasets.fetch.read_sample`).
     """
 
     index: int
@@ -55,6 +68,7 @@ class Sample:
     name: str
     label: str | None = None
     regions: Mapping[str, RegionSource] = field(default_factory=dict, hash=False, compare=False)
+    source: ImageSource | None = field(default=None, hash=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -62,7 +76,7 @@ class Dataset:
     """A resolved dataset declaration: its samples in a stable order, and what they carry."""
 
     key: str
-    kind: Literal["folder", "coco", "voc", "csv"]
+    kind: Literal["folder", "coco", "voc", "csv", "parquet", "hf", "webdataset"]
     samples: tuple[Sample, ...]
     region_names: tuple[str, ...] = ()  # every region name any sample has, sorted
     classes: tuple[str, ...] = ()  # every label any sample has, sorted; () when unlabelled

@@ -19,19 +19,26 @@ import os
 from collections import defaultdict
 from numbers import Real
 
+from vitaudit.storage import Store, is_uri, parent
+
 from .base import DatasetError, Sample
-from .paths import Namer
+from .paths import Namer, source_for
 from .regions import CocoRegion, region_name
 
 
 def load_coco(json_path: str, *, images_dir: str | None = None, base_dir: str,
-              labels: str | None = None) -> list[Sample]:
-    """The samples of a COCO JSON; raise :class:`DatasetError` (field ``coco``) for a file that
-    cannot be read or is not COCO instances data (naming the entry at fault)."""
-    base = os.path.basename(json_path)
+              labels: str | None = None, store: Store | None = None) -> list[Sample]:
+    """The samples of a COCO JSON (a local file or a URI read through ``store``; so may
+    ``images_dir`` be); raise :class:`DatasetError` (field ``coco``) for a file that cannot be
+    read or is not COCO instances data (naming the entry at fault)."""
+    store = store or Store()
+    base = json_path.rstrip("/").rsplit("/", 1)[-1] if is_uri(json_path) else os.path.basename(json_path)
     try:
-        with open(json_path, "rb") as fh:
-            data = json.load(fh)
+        if is_uri(json_path):
+            data = json.loads(store.read(json_path))
+        else:
+            with open(json_path, "rb") as fh:
+                data = json.load(fh)
     except OSError as exc:
         raise DatasetError(f"cannot read COCO file {json_path}: {exc.strerror or exc}", "coco") from None
     except json.JSONDecodeError as exc:
@@ -79,7 +86,7 @@ def load_coco(json_path: str, *, images_dir: str | None = None, base_dir: str,
                 area = float(bbox[2]) * float(bbox[3])
             if img["id"] not in largest or area > largest[img["id"]][0]:
                 largest[img["id"]] = (float(area), name)
-    namer = Namer(images_dir or os.path.dirname(json_path), base_dir)
+    namer = Namer(images_dir or parent(json_path), base_dir)
     samples = []
     for i, (iid, img) in enumerate(images.items()):
         path, name = namer.below(img["file_name"])
@@ -87,7 +94,8 @@ def load_coco(json_path: str, *, images_dir: str | None = None, base_dir: str,
         where = f"{base}: image {iid} ({img['file_name']})"
         regions = {r: CocoRegion(r, tuple(s), size, where) for r, s in segs.get(iid, {}).items()}
         label = largest[iid][1] if iid in largest else None
-        samples.append(Sample(index=i, path=path, name=name, label=label, regions=regions))
+        samples.append(Sample(index=i, path=path, name=name, label=label, regions=regions,
+                              source=source_for(path, store)))
     return samples
 
 

@@ -10,30 +10,38 @@ line they came from when they cannot be rasterised.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 
 from vitaudit.regions import Region
+from vitaudit.storage import Store, is_uri, join, parent
 
 from .base import DatasetError, Sample
-from .paths import FileIndex, Namer, first_few
-from .regions import Declared, region_name
+from .paths import FileIndex, Namer, first_few, source_for
+from .regions import Declared, region_name, uri_mask
 
 _NUMBER_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _BOX_RE = re.compile(r"^\s*([-+0-9.eE]+)[\s,]+([-+0-9.eE]+)[\s,]+([-+0-9.eE]+)[\s,]+([-+0-9.eE]+)\s*$")
 
 
-def load_csv(csv_path: str, *, base_dir: str) -> list[Sample]:
-    """The samples of a CSV manifest; raise :class:`DatasetError` (field ``csv``) naming the
-    CSV line and column at fault."""
-    base = os.path.basename(csv_path)
-    root = os.path.dirname(csv_path)
+def load_csv(csv_path: str, *, base_dir: str, store: Store | None = None) -> list[Sample]:
+    """The samples of a CSV manifest (a local file or a URI read through ``store``; its cells
+    may be URIs too); raise :class:`DatasetError` (field ``csv``) naming the CSV line and
+    column at fault."""
+    store = store or Store()
+    base = csv_path.rsplit("/", 1)[-1] if is_uri(csv_path) else os.path.basename(csv_path)
+    root = parent(csv_path)
 
     def bad(message: str) -> DatasetError:
         return DatasetError(f"{base}: {message}", "csv")
 
     try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+        if is_uri(csv_path):
+            fh = io.StringIO(store.read(csv_path).decode("utf-8-sig"), newline="")
+        else:
+            fh = open(csv_path, newline="", encoding="utf-8-sig")
+        with fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             rows = [(reader.line_num, row) for row in reader]
@@ -51,7 +59,7 @@ def load_csv(csv_path: str, *, base_dir: str) -> list[Sample]:
     label_at = columns.index("label") if "label" in columns else None
     region_at = [(i, c) for i, c in enumerate(columns) if c not in ("path", "label")]
     namer = Namer(root, base_dir)
-    index = FileIndex()
+    index = FileIndex(store)
     missing: list[str] = []
     samples = []
     for line, row in rows:
@@ -71,9 +79,10 @@ def load_csv(csv_path: str, *, base_dir: str) -> list[Sample]:
             region = _cell_region(column, cell, root, csv_path, line, bad)
             if region.kind == "mask" and not index.exists(region.mask_path or ""):
                 missing.append(f"{cell} (line {line})")
-            regions[column] = Declared(region)
+            regions[column] = uri_mask(region, store) if is_uri(region.mask_path or "") else Declared(region)
         label = row[label_at].strip() if label_at is not None else ""
-        samples.append(Sample(index=len(samples), path=path, name=name, label=label or None, regions=regions))
+        samples.append(Sample(index=len(samples), path=path, name=name, label=label or None, regions=regions,
+                              source=source_for(path, store)))
     if missing:
         raise bad(f"{len(missing)} mask file(s) do not exist: {first_few(missing)}")
     if not samples:
@@ -115,5 +124,5 @@ def _cell_region(column: str, cell: str, root: str, csv_path: str, line: int, ba
     parts = [p for p in re.split(r"[\s,]+", cell) if p]
     if all(_NUMBER_RE.fullmatch(p) for p in parts):
         raise bad(f"line {line}, column '{column}': box '{cell}' needs 4 numbers 'x0 y0 x1 y1', got {len(parts)}")
-    path = os.path.normpath(os.path.join(root, cell))
+    path = cell if is_uri(cell) else join(root, cell)
     return Region(column, "mask", (), "px", path, csv_path, line)

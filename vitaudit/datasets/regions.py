@@ -38,6 +38,38 @@ class Declared:
         return rasterize(self.region, size)
 
 
+@dataclass(frozen=True)
+class FetchedMask:
+    """A mask whose file is fetched when it is rasterised: an object in storage (read with the
+    dataset's storage options), a ``mask.png`` member of a tar shard, a cell of a table.
+    ``region.mask_path`` names it in messages; the same rules as a mask file apply."""
+
+    region: Region
+    source: object  # an ImageSource (vitaudit.datasets.base): read() -> bytes
+
+    @property
+    def name(self) -> str:
+        return self.region.name
+
+    def mask(self, size: tuple[int, int]) -> np.ndarray:
+        try:
+            data = self.source.read()  # type: ignore[attr-defined]
+        except FileNotFoundError:
+            raise RegionError(self.region, f"region '{self.name}': mask {self.region.mask_path} does not exist") \
+                from None
+        except OSError as exc:
+            raise RegionError(self.region, f"region '{self.name}': cannot read mask {self.region.mask_path}: "
+                                           f"{exc}") from None
+        return rasterize(self.region, size, data=data)
+
+
+def uri_mask(region: Region, store) -> FetchedMask:
+    """A mask region whose ``mask_path`` is a URI, fetched with ``store`` (the dataset's options)."""
+    from .fetch import Blob
+
+    return FetchedMask(region, Blob(str(region.mask_path), store))
+
+
 def _size_error(where: str, name: str, want: tuple[int, int], size: tuple[int, int]) -> RegionError:
     return RegionError(None, f"{where}: region '{name}' is annotated on a {want[1]}x{want[0]} (WxH) image "
                              f"but the image is {size[1]}x{size[0]}")

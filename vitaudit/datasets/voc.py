@@ -14,31 +14,47 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 
+from vitaudit.storage import Store, is_uri, join
+
 from .base import DatasetError, Sample
-from .paths import Namer
+from .paths import Namer, source_for
 from .regions import BoxesRegion, region_name
 
 
-def load_voc(xml_dir: str, *, images_dir: str, base_dir: str, labels: str | None = None) -> list[Sample]:
-    """The samples of every ``*.xml`` in ``xml_dir``; raise :class:`DatasetError` (field ``voc``)
-    naming the file (and line, for malformed XML) at fault."""
+def load_voc(xml_dir: str, *, images_dir: str, base_dir: str, labels: str | None = None,
+             store: Store | None = None) -> list[Sample]:
+    """The samples of every ``*.xml`` in ``xml_dir`` (a local folder or a URI prefix read through
+    ``store``; so may ``images_dir`` be); raise :class:`DatasetError` (field ``voc``) naming the
+    file (and line, for malformed XML) at fault."""
+    import io
+
     import defusedxml.ElementTree as ET
     from defusedxml import DefusedXmlException
 
+    store = store or Store()
     try:
-        files = sorted(f for f in os.listdir(xml_dir) if f.lower().endswith(".xml"))
+        if is_uri(xml_dir):
+            files = [f for f in store.find(xml_dir, (".xml",)) if "/" not in f]
+        else:
+            files = sorted(f for f in os.listdir(xml_dir) if f.lower().endswith(".xml"))
     except OSError as exc:
         raise DatasetError(f"cannot list VOC folder {xml_dir}: {exc.strerror or exc}", "voc") from None
     if not files:
         raise DatasetError(f"VOC folder {xml_dir} holds no .xml annotation file", "voc")
     namer = Namer(images_dir, base_dir)
+    fetched: dict[str, bytes] = {}
+    if is_uri(xml_dir):  # one round of concurrent requests, not one request after another
+        try:
+            fetched = dict(zip(files, store.read_many([join(xml_dir, f) for f in files])))
+        except OSError as exc:
+            raise DatasetError(f"cannot read VOC annotations in {xml_dir}: {exc}", "voc") from None
     samples = []
     for i, fname in enumerate(files):
         def bad(message: str, fname: str = fname) -> DatasetError:
             return DatasetError(f"{fname}: {message}", "voc")
 
         try:
-            root = ET.parse(os.path.join(xml_dir, fname)).getroot()
+            root = ET.parse(io.BytesIO(fetched[fname]) if fname in fetched else os.path.join(xml_dir, fname)).getroot()
         except ET.ParseError as exc:
             line = getattr(exc, "position", (0, 0))[0]
             raise bad(f"not valid XML at line {line} ({exc.msg if hasattr(exc, 'msg') else exc})") from None
@@ -69,7 +85,8 @@ def load_voc(xml_dir: str, *, images_dir: str, base_dir: str, labels: str | None
         where = f"{fname} ({filename})"
         regions = {r: BoxesRegion(r, tuple(b), size, where) for r, b in boxes.items()}
         label = best[1] if labels == "largest" and best is not None else None
-        samples.append(Sample(index=i, path=path, name=name, label=label, regions=regions))
+        samples.append(Sample(index=i, path=path, name=name, label=label, regions=regions,
+                              source=source_for(path, store)))
     return samples
 
 

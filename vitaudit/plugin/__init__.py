@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from .audit_file import AuditFile
-from .collect import AuditItem, audit_session
+from .collect import AuditItem, SpecErrorItem, audit_session
 from .fixtures import audit, audit_model, explain  # noqa: F401  (fixtures)
 
 COLLECTOR_KEY = pytest.StashKey["Collector"]()
@@ -138,7 +138,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]):
 
         results = [base_result(item, item.parent.parent.spec)]
     if final and results:
-        if isinstance(item, AuditItem):
+        if isinstance(item, (AuditItem, SpecErrorItem)):
             from .junit import record
 
             record(item, results)

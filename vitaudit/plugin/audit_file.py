@@ -8,7 +8,7 @@ import pytest
 from vitaudit.audit.session import warm_imports
 
 from .collect import AuditItem, ImageNode, SpecErrorItem, audit_session
-from .options import rootdir_relative
+from .identity import project_relative
 
 if TYPE_CHECKING:
     from vitaudit.spec import AuditSpec, Expectation
@@ -23,7 +23,15 @@ class AuditFile(pytest.File):
         from vitaudit.spec import parse_audit_file
 
         self.spec = parse_audit_file(self.path)
-        self.rel = rootdir_relative(self.config, str(self.path))
+        self.rel = project_relative(self.config, self.path)  # see .identity
+        session = audit_session(self.config)
+        if session.update_baselines:
+            from vitaudit.audit.value_baselines import stale_keys
+
+            stale = stale_keys(self.spec)
+            if stale:
+                session.outbox.stale.append({"file": str(self.path.absolute()), "rel": self.rel, "keys": stale,
+                                             "prune": not self.spec.errors})
         if self.spec.expectations:
             cams = any(m.method not in ("attention", "rollout") for e in self.spec.expectations for m in e.maps)
             warm_imports(["vitaudit.engine"] + (["pytorch_grad_cam"] if cams else []) + ["vitaudit.report"])

@@ -126,6 +126,7 @@ class SpecErrorItem(_Reported):
         self.input_error = True
         self.vitaudit_results = []
         self.add_marker(pytest.mark.audit_error)
+        self.user_properties.append(("audit", f"{self.parent.rel}:{self.line}"))
 
     def describe(self) -> str:
         return self.error.text or self.error.message

@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 
+#: Dataset verdicts within noise listed at the end of a run (the rest are counted).
+NOISE_LISTED = 10
+
 
 def _version(dist: str) -> str:
     try:
@@ -66,6 +69,7 @@ class Collector:
     views: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # (file, image) -> ImageView dict
     models: dict[tuple, dict[str, Any]] = field(default_factory=dict)
     recorded: list[dict[str, Any]] = field(default_factory=list)  # values recorded as baselines
+    stale: dict[str, dict[str, Any]] = field(default_factory=dict)  # audit file -> its stale recorded-value keys
     executors: list[dict[str, Any]] = field(default_factory=list)  # where each dataset pass ran
     written: Path | None = None
     values_written: list[Path] = field(default_factory=list)
@@ -83,6 +87,8 @@ class Collector:
             if all((x["model"], x["method"]) != (v["view"]["model"], v["view"]["method"]) for x in iv["views"]):
                 iv["views"].append(v["view"])
         self.recorded.extend(payload.get("values", []))
+        for s in payload.get("stale", []):  # every xdist worker collects every file: once each
+            self.stale.setdefault(s["file"], s)
         self.executors.extend(payload.get("executors", []))
         if payload.get("results"):
             self.results[report.nodeid] = payload["results"]
@@ -93,8 +99,7 @@ class Collector:
         device = self.config.getoption("audit_device") or self.config.getini("audit_device") or "auto"
         started = dt.datetime.fromtimestamp(self.started).astimezone().isoformat(timespec="seconds")
         results = [ExpectationResult.from_dict(r) for rs in self.results.values() for r in rs]
-        order = {nodeid: i for i, nodeid in enumerate(self.results)}
-        results.sort(key=lambda r: (r.file, order.get(r.nodeid, 0)))
+        results.sort(key=lambda r: r.file)  # stable: items keep the order they ran in within a file
         return RunResults(
             started_at=started,
             duration=time.time() - self.started,
@@ -155,15 +160,30 @@ class Collector:
         self.add(report)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.recorded:  # once, here: xdist workers never write the values files themselves
+        if self.recorded or self.stale:  # once, here: xdist workers never write the values files themselves
             from vitaudit.audit.value_baselines import write_recorded
 
-            self.values_written = write_recorded(self.recorded)
+            self.values_written = write_recorded(self.recorded, self.stale.values())
+            for s in self.stale.values():
+                what = "pruned" if s["prune"] else "kept (the audit file has errors; fix them and record again)"
+                self.notes.append(f"{s['rel']}: {len(s['keys'])} recorded value(s) no expectation records any more, "
+                                  f"{what}: {', '.join(s['keys'])}")
         self.write(exitstatus)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if self.written is not None or self.values_written or self.summaries or self.notes:
+        from vitaudit.verdict_text import noise_lines
+
+        noisy = noise_lines([r for rs in self.results.values() for r in rs])
+        if self.written is not None or self.values_written or self.summaries or self.notes or noisy:
             terminalreporter.write_sep("-", "vitaudit")
+        if noisy:
+            terminalreporter.write_line(f"{len(noisy)} dataset verdict{'s' if len(noisy) != 1 else ''} within noise "
+                                        "(the threshold is inside the 95% interval):", yellow=True)
+            for line in noisy[:NOISE_LISTED]:
+                terminalreporter.write_line(f"  {line}", yellow=True)
+            if len(noisy) > NOISE_LISTED:
+                terminalreporter.write_line(f"  ... and {len(noisy) - NOISE_LISTED} more (within_noise in audit.json)",
+                                            yellow=True)
         for path in self.values_written:
             terminalreporter.write_line(f"value baselines: {path}")
         for path in self.summaries:

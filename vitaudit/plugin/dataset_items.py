@@ -55,6 +55,7 @@ class DatasetNode(pytest.Collector):
                 name = item_name(exp, group)
                 item = AggregateItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}{suffix}",
                                                  expectation=exp, group=group)
+                item.xdist_group = xdist_group  # the suffix .identity strips again
                 if not suffix:
                     item.add_marker(pytest.mark.xdist_group(xdist_group))
                 yield item
@@ -84,6 +85,7 @@ class AggregateItem(AuditItem):
         from vitaudit.aggregate import verdict
 
         from . import dataset_results, report_data
+        from vitaudit.audit.value_baselines import MissingBaseline
 
         exp = self.expectation
         audit_file = self.parent.parent
@@ -105,17 +107,32 @@ class AggregateItem(AuditItem):
                 first = values[0]
                 raise AuditInputError(f"none of its {len(values)} images could be measured; "
                                       f"first, {first.image}: {first.error}")
-            exp, recording = self._threshold(exp)
-            v = verdict(exp.aggregate, values, exp.op, exp.value if not recording else 0.0, exp.share)
+            try:
+                exp, recording = self._threshold(exp)
+            except MissingBaseline as missing:  # the images were measured: the row keeps them
+                v = verdict(exp.aggregate, values, exp.op, 0.0, exp.share)
+                dataset_results.fill(result, self, audit_file, run, values, v, exp)
+                raise AuditFailure(f"{self.where()}: {missing}") from None
+            v = verdict(exp.aggregate, values, exp.op, exp.value if not recording else 0.0, exp.share,
+                        confidence=None if recording else exp.confidence)
+            if exp.relative is not None and exp.relative.uses_ci and v.within_noise:
+                # 'baseline - ci' puts the threshold at the noise's edge by design: not news
+                from dataclasses import replace as _replace
+
+                v = _replace(v, within_noise=False)
             if recording:
                 self._value_store().record(self._key(), v.value, per_image=[{"image": x.image, "value": x.value}
-                                                                       for x in values])
+                                                                       for x in values],
+                                           ci=v.interval.half_width if v.interval is not None else None)
         except AuditInputError as exc:
             self.input_error = True
             raise AuditInputError(f"{self.where()}: {exp.text!r} on dataset '{exp.dataset}': {exc}") from None
         finally:
             result["duration"] = time.perf_counter() - start
         dataset_results.fill(result, self, audit_file, run, values, v, exp)
+        skipped = self._skipped(run)
+        if skipped:
+            result["message"] = f"{result['message']}; {skipped}"
         if recording or (exp.kind == "baseline" and audit_file.evaluator().session.update_baselines):
             what = "value recorded as the baseline" if recording else f"baselines written for {len(values)} images"
             result["message"] = f"{result['message']}; {what} (--audit-update-baselines)"
@@ -148,36 +165,45 @@ class AggregateItem(AuditItem):
 
         return resolved(exp, self._key(), self._value_store()), False
 
+    def _skipped(self, run: "DatasetRun") -> str:
+        """``1 unreadable image skipped (on_error: skip): data/x.png`` when the dataset skips them."""
+        bad = run.unreadable
+        if not bad or run.dataset.on_error != "skip":
+            return ""
+        names = ", ".join(name for _, name, _ in bad[:NAMED]) + (f" and {len(bad) - NAMED} more" if len(bad) > NAMED else "")
+        return f"{len(bad)} unreadable image{'s' if len(bad) != 1 else ''} skipped (on_error: skip): {names}"
+
     def _unreadable(self, run: "DatasetRun") -> str:
         bad = run.unreadable
         if not bad:
             return ""
-        named = "; ".join(f"{name} ({cause})" for _, name, cause in bad[:NAMED])
         more = f" and {len(bad) - NAMED} more" if len(bad) > NAMED else ""
-        return f"{len(bad)} image{'s' if len(bad) != 1 else ''} of dataset '{run.dataset.key}' could not be read: {named}{more}"
+        head = f"{len(bad)} image{'s' if len(bad) != 1 else ''} of dataset '{run.dataset.key}' could not be read"
+        causes = {_cause(name, cause) for _, name, cause in bad}
+        if len(causes) == 1 and len(bad) > 1:  # one cause for all (an endpoint down): said once
+            return f"{head}: {causes.pop()} ({', '.join(name for _, name, _ in bad[:NAMED])}{more})"
+        named = "; ".join(f"{name} ({cause})" for _, name, cause in bad[:NAMED])
+        return f"{head}: {named}{more}"
 
     def aggregate_sentence(self, run: "DatasetRun", values: list["ImageValue"], v: "Verdict",
                            exp: "Expectation") -> str:
         from vitaudit.aggregate import worst_and_best
+        from vitaudit.verdict_text import aggregate_summary
 
         from vitaudit.audit.evaluation import fmt
         from vitaudit.audit.value_baselines import difference
 
         n = v.n_images
         counted = self._counted(run, n)
-        if exp.aggregate == "share":
-            said = (f"{v.value:.1%} of {counted} pass (expected at least {exp.share:.0%})" if v.value is not None
-                    else f"no image to count (expected at least {exp.share:.0%} of images)")
+        if v.value is not None:
+            said = aggregate_summary(exp, v, counted)
+        elif exp.aggregate == "share":
+            said = f"no image to count (expected at least {exp.share:.0%} of images)"
         else:
-            word = "accuracy" if exp.aggregate == "accuracy" else exp.aggregate
-            expected = f"{exp.op} {fmt(exp.value)}"
-            if exp.relative is not None:
-                expected += f", {exp.relative.text} with baseline {fmt(exp.relative.baseline)}"
-            said = (f"{word} = {fmt(v.value)} over {counted} (expected {expected})"
-                    if v.value is not None else f"no {word}: no image has a value (expected {expected})")
-            if exp.relative is not None:
-                said += f"; {difference(v.value, exp.relative.baseline)}"
-        worst, _ = worst_and_best(values, exp.op, worst=NAMED, best=0)
+            said = f"no {exp.aggregate}: no image has a value (expected {exp.op} {fmt(exp.value)})"
+        if exp.relative is not None:
+            said += f"; {difference(v.value, exp.relative.baseline)}"
+        worst, _ = worst_and_best(values, exp.op, worst=NAMED, best=0, yes_no=exp.metric == "pointing_game")
         shown = [f"{w.image} {'no value' if w.value is None else fmt(w.value)}" for w in worst
                  if w.passed is not True]
         if shown:
@@ -185,6 +211,9 @@ class AggregateItem(AuditItem):
         if v.n_missing:
             first = next(x for x in values if x.value is None)
             said += f"; {v.n_missing} without a value (first: {first.image}: {first.error})"
+        skipped = self._skipped(run)
+        if skipped:
+            said += f"; {skipped}"
         context = f"dataset '{exp.dataset}'" + (f", class '{self.group}'" if self.group is not None else "")
         context += self.models_said()
         return f"{self.where()}: {exp.text!r} failed: {said} [{context}]"
@@ -199,3 +228,12 @@ class AggregateItem(AuditItem):
         if exp.region is not None and n < everyone:
             return f"{n} of {everyone} {noun} (those with '{exp.region.region.name}')"
         return f"{n} {noun}"
+
+
+def _cause(name: str, cause: str) -> str:
+    """What went wrong, without the image's own name (``cannot read image s3://a.png: endpoint
+    down`` -> ``endpoint down``), so images that failed for one reason can share one sentence."""
+    for lead in (f"cannot read image {name}: ", f"image object not found: {name}"):
+        if cause.startswith(lead):
+            return cause[len(lead):] or "not found"
+    return cause.replace(name, "<image>")

@@ -37,6 +37,10 @@ def fill(result: dict[str, Any], item: "AggregateNode", audit_file: "FileNode", 
     result["per_image"] = [{"image": x.image, "value": x.value, "passed": x.passed} for x in values]
     if exp.relative is not None:
         result["baseline"] = exp.relative.baseline
+    if v.interval is not None:
+        result.update(v.interval.to_dict())
+    result["confidence"] = v.confidence
+    result["within_noise"] = v.within_noise
     everyone = [s for s in run.dataset.samples if item.group is None or s.label == item.group]
     with_region = everyone if exp.region is None else \
         [s for s in everyone if exp.region.region.name in s.regions]
@@ -47,7 +51,7 @@ def fill(result: dict[str, Any], item: "AggregateNode", audit_file: "FileNode", 
         share_passing=v.share_passing,
         edges=edges,
         counts=counts,
-        per_class=_per_class(item, exp, run, values) if exp.group is not None else [],
+        per_class=_per_class(item, exp, run, values) if run.dataset.classes else [],
         not_counted=[f"{name}: {cause}" for _, name, cause in run.unreadable[:LISTED]],
         n_not_counted=len(run.unreadable),
         n_without_region=len(everyone) - len(with_region),
@@ -59,30 +63,46 @@ def fill(result: dict[str, Any], item: "AggregateNode", audit_file: "FileNode", 
 
 
 def _summary(exp, v: "Verdict") -> str:
-    from vitaudit.audit.evaluation import fmt
+    from vitaudit.verdict_text import aggregate_summary
 
-    if v.value is None:
-        return f"no image counted ({v.n_images} images)"
-    if exp.aggregate == "share":
-        return f"{v.value:.1%} of {v.n_images} images pass (expected at least {exp.share:.0%})"
-    if exp.value is None:  # a relative threshold being recorded
-        return f"{exp.aggregate} = {fmt(v.value)} over {v.n_images} images"
-    return f"{exp.aggregate} = {fmt(v.value)} over {v.n_images} images (expected {exp.op} {fmt(exp.value)})"
+    return aggregate_summary(exp, v)
 
 
 def _per_class(item: "AggregateNode", exp, run: "DatasetRun", values: list["ImageValue"]) -> list[ClassRow]:
-    """Every class's aggregate and verdict (a per-class item shows its class among the others).
+    """Every class's aggregate and verdict, for any aggregate on a labelled dataset (the accuracy
+    card too; a per-class item shows its class among the others).
 
-    Under a relative threshold each class has its own recorded value, so only the item's own
-    class has a verdict here."""
+    A class's verdict is against the expectation's threshold; under a relative threshold ``per
+    class``, against that class's own recorded value (one per class in ``values.json``). A relative
+    threshold over the whole dataset is one recorded value, which says nothing of a class: no
+    verdict there."""
     all_values = run.values.get(exp.id, []) if item.group is not None else values
     rows = []
     for group, vals in by_group(all_values).items():
-        known = exp.value is not None and (exp.relative is None or group == item.group)
-        g = verdict(exp.aggregate, vals, exp.op or ">", exp.value if known else float("-inf"), exp.share)
+        bar = _class_threshold(item, exp, group)
+        g = verdict(exp.aggregate, vals, exp.op or ">", bar if bar is not None else float("-inf"), exp.share)
         rows.append(ClassRow(group=group, n_images=g.n_images, value=g.value, share_passing=g.share_passing,
-                             passed=g.passed if known else None))
+                             passed=g.passed if bar is not None else None))
     return rows
+
+
+def _class_threshold(item: "AggregateNode", exp, group: str) -> float | None:
+    """The threshold class ``group`` is held to (see :func:`_per_class`); None when it has none."""
+    import math
+
+    if exp.value is None:  # being recorded
+        return None
+    if exp.relative is None or group == item.group:
+        return exp.value
+    if item.group is None or exp.relative.uses_ci:
+        return None
+    from vitaudit.audit.value_baselines import key_for
+
+    entry = item._value_store().get(key_for(item.expectation) + f"[{group}]")
+    base = entry.get("value") if entry else None
+    if isinstance(base, bool) or not isinstance(base, (int, float)) or not math.isfinite(base):
+        return None
+    return exp.relative.threshold(float(base))
 
 
 def _examples(item: "AggregateNode", audit_file: "FileNode", run: "DatasetRun",
@@ -94,7 +114,7 @@ def _examples(item: "AggregateNode", audit_file: "FileNode", run: "DatasetRun",
     from vitaudit.audit.dataset_pass import Plan, SampleEvaluator, decoded
 
     exp = item.expectation
-    worst, best = worst_and_best(values, exp.op, WORST, BEST)
+    worst, best = worst_and_best(values, exp.op, WORST, BEST, yes_no=exp.metric == "pointing_game")
     chosen = [(w, "worst") for w in worst] + [(b, "best") for b in best]
     if not chosen:
         return []

@@ -22,6 +22,7 @@ from vitaudit.audit.evaluation import fmt
 from vitaudit.audit.session import AuditFailure
 
 from .collect import audit_session
+from .identity import expectation_id, project_relative
 
 if TYPE_CHECKING:
     from vitaudit.explanation import Explanation
@@ -91,12 +92,13 @@ class AuditRecorder:
         self.item = request.node
         if not hasattr(self.item, "vitaudit_results"):
             self.item.vitaudit_results = []
-        self.rel = os.path.relpath(str(request.path), str(request.config.rootpath))
+        self.rel = project_relative(request.config, request.path)
 
     # ------------------------------------------------------------------ checks
     def check(self, e: "Explanation", metric: str, region: Any, op: str = ">", value: float | None = None,
               *, text: str | None = None, **options: Any) -> float:
         """A localisation check (mass_in, energy_pointing_game, iou_top, rank_accuracy, pointing_game)."""
+        __tracebackhide__ = True  # a failure's traceback ends at the user's line, not in here
         from vitaudit import metrics
 
         mask, region_name = self._mask(region, e.heatmap.shape)
@@ -113,12 +115,16 @@ class AuditRecorder:
         if op not in OPS or value is None:
             raise ValueError(f"give an operator ({', '.join(OPS)}) and a threshold")
         measured = funcs[metric](e.heatmap, mask)
-        return self._record(text or f"{e.model_name}.{e.method} {metric} in {region_name} {op} {value}", metric,
+        # In the words of an audit file's sentence: "mass in face", "iou(top 20%, face)".
+        words = {"mass_in": "mass in {}", "energy_pointing_game": "energy pointing game in {}",
+                 "rank_accuracy": "rank accuracy in {}", "iou_top": f"iou(top {options.get('top', 0):g}%, {{}})"}[metric]
+        return self._record(text or f"{e.model_name}.{e.method} {words.format(region_name)} {op} {value}", metric,
                             OPS[op](measured, value), measured, op, value,
-                            f"{metric} in '{region_name}' = {fmt(measured)} (expected {op} {fmt(value)})", [e], mask)
+                            f"{words.format(repr(region_name))} = {fmt(measured)} (expected {op} {fmt(value)})", [e], mask)
 
     def agreement(self, a: "Explanation", b: "Explanation", op: str, value: float, *, by: str = "pearson",
                   text: str | None = None) -> float:
+        __tracebackhide__ = True
         from vitaudit import metrics
 
         measured = metrics.similarity(a.heatmap, b.heatmap, by)
@@ -127,6 +133,7 @@ class AuditRecorder:
                             f"agreement ({by}) = {fmt(measured)} (expected {op} {fmt(value)})", [a, b], None)
 
     def top1_in(self, e: "Explanation", labels: Sequence[Any], *, text: str | None = None) -> bool:
+        __tracebackhide__ = True
         from vitaudit.labels import LabelSet
 
         ls = LabelSet(e.labels)
@@ -138,6 +145,17 @@ class AuditRecorder:
         return ok
 
     # ------------------------------------------------------------------ recording
+    def _check_id(self, text: str) -> str:
+        """One identity per check (``vitaudit compare`` matches on it): the test's, then what the
+        check says; ``-2``, ``-3`` ... for the same words twice in one test."""
+        base = f"{expectation_id(self.item)}::{text}"
+        taken = {r.get("nodeid") for r in self.item.vitaudit_results}
+        new, n = base, 1
+        while new in taken:
+            n += 1
+            new = f"{base}-{n}"
+        return new
+
     def _mask(self, region: Any, size: tuple[int, int]) -> tuple[np.ndarray, str]:
         from vitaudit.regions import Region, RegionRef, rasterize_ref
 
@@ -153,6 +171,7 @@ class AuditRecorder:
     def _record(self, text: str, metric: str, passed: bool, measured: float | None, op: str | None,
                 threshold: float | None, summary: str, maps: list, mask: np.ndarray | None,
                 topk: list | None = None) -> Any:
+        __tracebackhide__ = True
         from vitaudit.results import ExpectationResult, Panel, Prediction
 
         from . import cards
@@ -178,7 +197,7 @@ class AuditRecorder:
                                     outline=outline))
             stats = map_stats(source.heatmap)
         result = ExpectationResult(
-            nodeid=self.item.nodeid, file=self.rel, line=line, text=text, kind="python",
+            nodeid=self._check_id(text), file=self.rel, line=line, text=text, kind="python",
             outcome="passed" if passed else "failed", message=summary, image=self.item.name,
             models=list(dict.fromkeys(e.model_name for e in maps)), methods=[e.method for e in maps],
             metric=metric, op=op, threshold=threshold, value=None if measured is None else float(measured),

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from vitaudit.results import ExpectationResult
 
+from .identity import expectation_id
+
 if TYPE_CHECKING:
     from vitaudit.spec import AuditSpec
 
@@ -18,14 +20,16 @@ def base_result(item: "ExpectationNode", spec: "AuditSpec") -> dict[str, Any]:
     exp = item.expectation
     # By what the model is (its spec), so "vit" in two audit files is not counted as one model.
     models = [spec.models[k].name if k in spec.models else k for k in exp.model_keys]
+    dataset = exp.dataset is not None  # a dataset's key is not an image (the report says "dataset x")
     return ExpectationResult(
-        nodeid=item.nodeid,
+        nodeid=expectation_id(item),
         file=item.parent.parent.rel,
         line=exp.line,
         text=exp.text,
         kind=exp.kind,
         outcome="passed",
-        image=exp.image,
+        image=None if dataset else exp.image,
+        dataset=exp.dataset,
         models=models,
         methods=[r.label for r in exp.maps],
         metric=exp.metric,
@@ -37,15 +41,19 @@ def base_result(item: "ExpectationNode", spec: "AuditSpec") -> dict[str, Any]:
 
 def error_result(item: "ErrorNode") -> dict[str, Any]:
     err = item.error
+    subject = err.image if err.image not in (None, "*") else None
+    datasets = getattr(getattr(item.parent, "spec", None), "datasets", None) or {}
+    in_dataset = subject is not None and subject in datasets
     return ExpectationResult(
-        nodeid=item.nodeid,
+        nodeid=expectation_id(item),
         file=item.parent.rel,
         line=err.line,
         text=err.text or "(audit file)",
         kind="error",
         outcome="error",
         message=f"{item.parent.rel}:{err.line}: {err.message}",
-        image=err.image if err.image not in (None, "*") else None,
+        image=None if in_dataset else subject,
+        dataset=subject if in_dataset else None,
     ).to_dict()
 
 

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 
 #: Failures listed in full; the rest are counted (a job summary is limited to 1 MiB).
 MAX_LISTED = 50
+#: Characters of a failure message shown in its table cell (the report has the whole of it).
+MAX_MESSAGE = 300
+
+
+def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` cut to ``limit`` characters, with an ellipsis when something was cut."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _against(r) -> str:
@@ -49,7 +56,7 @@ def markdown(run: RunResults, report: Path | None = None, comparison: "Compariso
         for r in failing[:MAX_LISTED]:
             message = r.message.splitlines()[0] if r.message else ""
             where = Row.from_dict(r.to_dict()).where  # with [image] for "*" items
-            lines.append(f"| {code(where)} | {cell(r.text)} | {_against(r)} | {cell(message[:300])} |")
+            lines.append(f"| {code(where)} | {cell(r.text)} | {_against(r)} | {cell(clip(message))} |")
         if len(failing) > MAX_LISTED:
             lines.append(f"\n... and {len(failing) - MAX_LISTED} more (see the report)")
     if comparison is not None:

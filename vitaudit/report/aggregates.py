@@ -18,6 +18,8 @@ import numpy as np
 
 from vitaudit.results import AggregateView, ClassRow, Example, ExpectationResult, Panel
 
+from vitaudit.verdict_text import NOISE
+
 from .format import fmt_num, fmt_op, fmt_pair, fmt_prob, is_number
 
 if TYPE_CHECKING:  # pragma: no cover - only for annotations (context imports this module)
@@ -88,6 +90,7 @@ class Histogram:
     n: int
     max_count: int
     summary: str  # what a screen reader says
+    ci: tuple[float, float, str] | None = None  # the aggregate's confidence interval: x from, x to, label
 
 
 @dataclass
@@ -128,6 +131,8 @@ class AggregateCard:
     not_counted: list[str]
     n_not_counted: int
     n_without_region: int
+    ci_text: str = ""  # "95% interval [0.741, 0.774] (bca bootstrap)"
+    noise_text: str = ""  # "within noise (could flip on another sample)" when the threshold is inside it
 
 
 @dataclass
@@ -271,13 +276,18 @@ def build_histogram(r: ExpectationResult, view: AggregateView) -> tuple[Histogra
             v = float(r.value)  # type: ignore[arg-type]
             marks.append(Mark(x=round(x_of(v), 2), kind="value", label=f"{r.aggregate or 'value'} {fmt_num(v)}",
                               off_scale=not lo <= v <= hi))
+    ci = None
+    if r.aggregate not in ("share", "accuracy") and _finite(r.ci_low) and _finite(r.ci_high):
+        lo_ci, hi_ci = float(r.ci_low), float(r.ci_high)  # type: ignore[arg-type]
+        label = f"{fmt_num((r.ci_level or 0.95) * 100)}% interval of the {r.aggregate or 'value'} [{fmt_num(lo_ci)}, {fmt_num(hi_ci)}]"
+        ci = (round(x_of(lo_ci), 2), round(max(x_of(hi_ci), x_of(lo_ci) + 1.0), 2), label)
     n = int(sum(counts))
     axis = [(round(x_of(lo), 2), fmt_num(lo), "start"), (round(x_of((lo + hi) / 2), 2), fmt_num((lo + hi) / 2), "middle"),
             (round(x_of(hi), 2), fmt_num(hi), "end")]
     summary = (f"histogram of {n} per-image values from {fmt_num(lo)} to {fmt_num(hi)} in {len(counts)} bins"
-               + "".join(f"; {m.label}" for m in marks))
+               + "".join(f"; {m.label}" for m in marks) + (f"; {ci[2]}" if ci else ""))
     return Histogram(width=HIST_W, height=HIST_H, base_y=round(base_y, 2), bars=bars, marks=marks, axis=axis,
-                     n=n, max_count=int(max_count), summary=summary), ""
+                     n=n, max_count=int(max_count), summary=summary, ci=ci), ""
 
 
 # ---------------------------------------------------------------- examples and classes
@@ -332,6 +342,8 @@ def aggregate_card(r: ExpectationResult, pics: "PicTable") -> AggregateCard:
         not_counted=list(view.not_counted),
         n_not_counted=int(view.n_not_counted or 0),
         n_without_region=int(view.n_without_region or 0),
+        ci_text=ci_text(r),
+        noise_text=NOISE if r.within_noise else "",
     )
 
 
@@ -341,6 +353,26 @@ class _Card(Protocol):
     id: str
     r: ExpectationResult
     value_text: str
+
+
+#: How each interval was made, in words.
+_CI_METHODS = {"bca": "BCa bootstrap", "t": "Student's t", "order-statistic": "order statistics",
+               "percentile": "percentile bootstrap", "wilson": "Wilson", "constant": "every value equal"}
+
+
+def ci_text(r: ExpectationResult) -> str:
+    """``95% interval [0.741, 0.774] (BCa bootstrap)``, ``... with 95% confidence required``; "" without one."""
+    if not (_finite(r.ci_low) and _finite(r.ci_high)):
+        return ""
+    share = r.aggregate in ("share", "accuracy")
+    ends = (f"{fmt_prob(float(r.ci_low))}, {fmt_prob(float(r.ci_high))}" if share  # type: ignore[arg-type]
+            else f"{fmt_num(r.ci_low)}, {fmt_num(r.ci_high)}")
+    level = fmt_num(float(r.ci_level or 0.95) * 100)
+    how = _CI_METHODS.get(str(r.ci_method), str(r.ci_method or ""))
+    text = f"{level}% interval [{ends}]" + (f" ({how})" if how else "")
+    if r.confidence is not None:
+        text += f"; the verdict needs all of it past the threshold ({level}% confidence)"
+    return text
 
 
 def class_summary(cards: Sequence[_Card]) -> ClassSummary | None:

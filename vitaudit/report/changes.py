@@ -38,7 +38,7 @@ def _values(old, new) -> str:
 
 def changes_view(cmp: "Comparison", cards: dict[str, str]) -> ChangesView:
     """The section's content; ``cards`` maps node ids to card ids."""
-    from vitaudit.compare_formats import headline
+    from vitaudit.compare_formats import headline, shift_text
 
     def change(c, tone: str) -> ChangeEntry:
         move = _values(c.old.value, c.new.value)
@@ -54,6 +54,9 @@ def changes_view(cmp: "Comparison", cards: dict[str, str]) -> ChangesView:
                         f"{'pass' if f.old_passed else 'fail'} → {'pass' if f.new_passed else 'fail'} · "
                         f"{_values(f.old_value, f.new_value)}", "better" if f.new_passed else "worse")
             for f in cmp.flips]),
+        (f"Significant changes (paired test, p < {cmp.significance:g})", [
+            ChangeEntry(cards.get(s.nodeid), s.where, s.text, shift_text(s),
+                        {True: "worse", False: "better", None: "neutral"}[s.worse]) for s in cmp.shifts]),
         (f"Values moved by more than {cmp.tolerance:g}", [
             ChangeEntry(cards.get(d.new.nodeid), d.new.where, d.new.text,
                         f"{_values(d.old.value, d.new.value)} ({d.delta:+.3g})",

@@ -71,6 +71,8 @@ class Gauge:
     zone_from: float
     zone_to: float
     ticks: list[float]
+    ci_from: float | None = None  # the value's confidence interval (dataset aggregates), when in [0, 1]
+    ci_to: float | None = None
 
 
 @dataclass
@@ -145,7 +147,11 @@ def _gauge(r: ExpectationResult) -> Gauge | None:
         zone = (min(pct), max(pct))
     else:
         zone = (0.0, 0.0)
-    return Gauge(value=100.0 * float(r.value), zone_from=zone[0], zone_to=zone[1], ticks=pct)  # type: ignore[arg-type]
+    ci_from = ci_to = None
+    if all(is_number(x) and 0.0 <= float(x) <= 1.0 for x in (r.ci_low, r.ci_high)):
+        ci_from, ci_to = 100.0 * float(r.ci_low), 100.0 * float(r.ci_high)  # type: ignore[arg-type]
+    return Gauge(value=100.0 * float(r.value), zone_from=zone[0], zone_to=zone[1], ticks=pct,  # type: ignore[arg-type]
+                 ci_from=ci_from, ci_to=ci_to)
 
 
 def _stats(map_stats: dict[str, Any] | None) -> tuple[list[tuple[str, str]], list[str]]:

@@ -8,7 +8,8 @@ Layout (``format: "vitaudit-audit/1"``)::
      "expectations": [{"nodeid", "file", "line", "text", "kind", "outcome",
                        "metric", "region", "value", "op", "threshold", "baseline", "models", "methods",
                        "image", "message", "duration", "map_stats",
-                       "dataset", "aggregate", "n_images", "group", "per_image"}, ...],
+                       "dataset", "aggregate", "n_images", "group", "per_image",
+                       "ci_low", "ci_high", "ci_level", "ci_method", "confidence", "within_noise"}, ...],
      "run": RunResults.to_dict() with pictures emptied and per-image lists moved out}
 
 Dataset expectations fill ``dataset``, ``aggregate`` (``mean``, ``share``, ``accuracy``...),
@@ -16,6 +17,9 @@ Dataset expectations fill ``dataset``, ``aggregate`` (``mean``, ``share``, ``acc
 the audit file, "value", "passed"}, ...]`` for every image counted; ``value``/``threshold`` are
 the aggregate's. Those keys are null on single-image rows. A per-image list is written once, in
 its row: ``run.results[i].per_image`` is null, and :func:`run_from_document` puts it back.
+``ci_low``/``ci_high`` are the aggregate's confidence interval at ``ci_level`` (0.95, or the level
+of ``with N% confidence``, then also in ``confidence``), made by ``ci_method``; ``within_noise`` is
+true when a plain threshold lies inside it.
 Beyond 10,000 images a row's list goes to ``audit.values.parquet`` beside the JSON (the row then
 has ``per_image_file`` and ``per_image_count``; :mod:`.values_file`).
 
@@ -107,6 +111,8 @@ def expectation_row(r: ExpectationResult) -> dict[str, Any]:
         "duration": r.duration, "map_stats": r.map_stats,
         "dataset": r.dataset, "aggregate": r.aggregate, "n_images": r.n_images, "group": r.group,
         "per_image": r.per_image,
+        "ci_low": r.ci_low, "ci_high": r.ci_high, "ci_level": r.ci_level, "ci_method": r.ci_method,
+        "confidence": r.confidence, "within_noise": r.within_noise,
     }
 
 

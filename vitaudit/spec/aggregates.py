@@ -7,7 +7,9 @@ A sentence about a dataset is a per-image sentence (:mod:`.sentences`) with, aro
 - ``for N% of images`` at the end (Great Expectations' ``mostly``): the per-image check must
   hold on at least that share of the images; with neither, it must hold on every image;
 - ``per class`` at the very end: one item per class of a labelled dataset;
-- or the dataset-only form ``<model> accuracy <op> <number>`` (top-1 against the labels).
+- or the dataset-only form ``<model> accuracy <op> <number>`` (top-1 against the labels);
+- ``with 95% confidence`` at the end (before or after ``per class``): the aggregate's confidence
+  interval, not only its value, must meet the threshold (:mod:`vitaudit.intervals`).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from .sentences import parse_sentence
 _PER_CLASS = re.compile(r"^(?P<rest>.+?)\s+per\s+class$", re.IGNORECASE)
 _SHARE = re.compile(r"^(?P<rest>.+?)\s+for\s+(?:(?P<pct>\S+?)\s*%|(?P<all>all|every))\s+(?:of\s+)?(?:the\s+)?"
                     r"images?$", re.IGNORECASE)
+_CONFIDENCE = re.compile(r"^(?P<rest>.+?)\s+with\s+(?P<pct>\S+?)\s*%\s+confidence$", re.IGNORECASE)
 _AGGREGATE = re.compile(r"^(?P<agg>mean|median|min|max|p(?P<pct>[0-9.]+))\s+(?P<rest>.+)$", re.IGNORECASE)
 _ACCURACY = re.compile(rf"^(?P<model>{NAME})\s+accuracy\b\s*(?P<rest>.*)$", re.IGNORECASE)
 _YES_NO = ("top1_is", "top1_is_not", "top1_in", "in_topk", "pointing_game")
@@ -33,15 +36,20 @@ DATASET_FORMS = (
     "mean|median|min|max|p<N> <per-image sentence with a number>",
     "<per-image sentence> for <N>% of images",
     "... per class",
+    "... with <N>% confidence",
 )
 
 
 def parse_dataset_sentence(sentence: str) -> Draft:
     """Parse a sentence about a dataset; raise :class:`SentenceError` if it fits no form."""
     text = " ".join(str(sentence).split())
-    group = None
+    group = confidence = None
+    if m := _CONFIDENCE.match(text):
+        text, confidence = m["rest"], _level(m["pct"])
     if m := _PER_CLASS.match(text):
         text, group = m["rest"], "class"
+    if confidence is None and (m := _CONFIDENCE.match(text)):
+        text, confidence = m["rest"], _level(m["pct"])
     share: float | None = None
     if m := _SHARE.match(text):
         text = m["rest"]
@@ -73,7 +81,16 @@ def parse_dataset_sentence(sentence: str) -> Draft:
         if aggregate is None:
             draft.share = 1.0 if share is None else share
     draft.group = group
+    draft.confidence = confidence
     return draft
+
+
+def _level(text: str) -> float:
+    """``95`` (of ``with 95% confidence``) -> 0.95, strictly between 0 and 100."""
+    value = parse_number(text, "the confidence level")
+    if not 0 < value < 100:
+        raise SentenceError(f"the confidence level must be a percentage strictly between 0 and 100, got {text}%")
+    return value / 100.0
 
 
 def _percent(text: str, what: str) -> float:
@@ -106,7 +123,12 @@ def build_dataset(exp: Expectation, draft: Draft, decls) -> Expectation:
     share = draft.share if aggregate == "share" else None
     if share is not None and not 0 < share <= 1:
         raise SentenceError(f"share must be in (0, 1] (a fraction of the images), got {share:g}", line)
-    return replace(exp, dataset=key, aggregate=aggregate, share=share, group=draft.group)
+    if draft.confidence is not None and aggregate in ("min", "max"):
+        raise SentenceError(f"'{aggregate}' has no confidence interval (an extreme of a sample says little about "
+                            "another); use a percentile, e.g. 'p5 ... with 95% confidence'",
+                            draft.lines.get("confidence", line))
+    return replace(exp, dataset=key, aggregate=aggregate, share=share, group=draft.group,
+                   confidence=draft.confidence)
 
 
 def dataset_region(ref: tuple[str, bool], key: str, decls, line: int | None) -> RegionRef:
@@ -127,7 +149,8 @@ def image_sentence_error(sentence: str, image: str, error: SentenceError) -> Sen
         draft = parse_dataset_sentence(sentence)
     except SentenceError:
         return error
-    if draft.group or draft.metric == "accuracy" or draft.aggregate != "share" or draft.share != 1.0:
+    if draft.group or draft.metric == "accuracy" or draft.aggregate != "share" or draft.share != 1.0 \
+            or draft.confidence is not None:
         return SentenceError(_ON_IMAGE.format(image=image), error.line)
     return error
 
@@ -138,5 +161,10 @@ _ON_IMAGE = ("'{image}' is an image; aggregates ('mean ...', '... for 90% of ima
 
 def not_on_images(draft: Draft, image: str, line: int | None) -> None:
     """Aggregate words on a single image are a mistake worth a clear sentence."""
-    if draft.group or draft.aggregate not in (None,) or draft.share is not None or draft.metric == "accuracy":
+    if draft.group or draft.aggregate not in (None,) or draft.share is not None or draft.metric == "accuracy" \
+            or draft.confidence is not None:
         raise SentenceError(_ON_IMAGE.format(image=image), line)
+    if draft.relative is not None and draft.relative.uses_ci:
+        raise SentenceError(f"'{draft.relative.text}': ci is the confidence interval recorded for a dataset "
+                            f"aggregate, and '{image}' is an image; write baseline - <number>",
+                            draft.lines.get("value", line))

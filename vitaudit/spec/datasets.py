@@ -13,19 +13,25 @@ import os
 from vitaudit.datasets import assemble
 from vitaudit.datasets.base import Dataset, DatasetError, Sample
 from vitaudit.regions import Region
+from vitaudit.storage import Store, StorageError, is_uri, parent
 
 from .build import Declarations
 from .context import Ctx, check_keys, scalar_int, scalar_str
 from .draft import NAME_RE
 from .errors import SentenceError, did_you_mean, one_of
+from .storage_decl import store_of
 from .images import REGION_KEYS, RESERVED_IMAGE_KEYS, UNITS, _box, _check_points, _polygon
 from .yamlload import YNode
 
-SOURCES = ("folder", "coco", "voc", "csv")
-DATASET_KEYS = SOURCES + ("images", "labels", "regions", "sample", "seed", "on_error")
+SOURCES = ("folder", "coco", "voc", "csv", "parquet", "hf", "webdataset")
+#: Sources read as tables (a row or a tar sample per image), with a column mapping (spec.dataset_columns).
+TABLE_SOURCES = ("parquet", "hf", "webdataset")
+DATASET_KEYS = SOURCES + ("images", "labels", "regions", "sample", "seed", "on_error", "storage_options", "cache",
+                          "columns", "classes", "box_format")
 ON_ERROR = ("fail", "skip")
 #: ``labels:`` values each source accepts (a CSV's classes come from its ``label`` column).
-LABELS = {"folder": ("folders",), "coco": ("largest",), "voc": ("largest",), "csv": ()}
+LABELS = {"folder": ("folders",), "coco": ("largest",), "voc": ("largest",), "csv": (), "parquet": (), "hf": (),
+          "webdataset": ()}
 _SHAPE = "{folder: <path>} (or coco:, voc:, csv:)"
 
 
@@ -65,7 +71,8 @@ def _dataset(ctx: Ctx, key: str, key_line: int, node: YNode, image_lines: dict[s
     sources = [k for k in SOURCES if k in node.value]
     if not sources:
         ctx.error(key_line, f"dataset '{key}' needs one of folder: (images below a folder), coco: (a COCO JSON), "
-                            "voc: (a folder of Pascal VOC XML files) or csv: (a CSV manifest)")
+                            "voc: (a folder of Pascal VOC XML files), csv: (a CSV manifest), parquet: (Parquet "
+                            "files), hf: (a datasets save_to_disk folder) or webdataset: (tar shards)")
         return None
     if len(sources) > 1:
         ctx.error(node.key_line(sources[1]), f"dataset '{key}' has both {sources[0]} and {sources[1]}; keep one")
@@ -73,13 +80,14 @@ def _dataset(ctx: Ctx, key: str, key_line: int, node: YNode, image_lines: dict[s
     kind = sources[0]
     try:
         options = _options(ctx, key, kind, node)
+        options["store"] = store_of(ctx, node)
         regions = _regions(ctx, node.value.get("regions"))
     except SentenceError as exc:
         ctx.error(exc.line or key_line, exc.message)
         return None
     try:
         samples, root = _load(ctx, kind, node, options)
-        samples = assemble.add_regions(samples, root, regions)
+        samples = assemble.add_regions(samples, root, regions, options["store"])
         size = len(samples)
         if options["sample"] is not None:
             samples = assemble.subset(samples, options["sample"], options["seed"])
@@ -101,12 +109,18 @@ def _options(ctx: Ctx, key: str, kind: str, node: YNode) -> dict:
         word = scalar_str(values["labels"], "'labels'")
         allowed = LABELS[kind]
         if not allowed:
-            raise SentenceError("a csv: dataset takes its classes from the CSV's 'label' column; drop 'labels'",
+            where = "the CSV's 'label' column" if kind == "csv" else "its label column (columns: {label: ...})"
+            raise SentenceError(f"a {kind}: dataset takes its classes from {where}; drop 'labels'",
                                 values["labels"].line)
         if word not in allowed:
             raise SentenceError(f"'labels' of a {kind}: dataset must be {one_of(allowed)}, got '{word}'"
                                 f"{did_you_mean(word, allowed)}", values["labels"].line)
         out["labels"] = word
+    tabular = ("columns", "classes", "box_format")
+    for k in tabular:
+        if k in values and kind not in TABLE_SOURCES:
+            raise SentenceError(f"'{k}' applies to parquet:, hf: and webdataset: datasets, not to {kind}:",
+                                node.key_line(k))
     if "sample" in values:
         out["sample"] = scalar_int(values["sample"], "'sample'", 1)
     if "seed" in values:
@@ -125,40 +139,100 @@ def _options(ctx: Ctx, key: str, kind: str, node: YNode) -> dict:
 
 def _load(ctx: Ctx, kind: str, node: YNode, options: dict) -> tuple[list[Sample], str]:
     """The loader's samples and the root folder their relative paths (and templates) start from."""
-    path = _existing(ctx, node, kind, folder=kind in ("folder", "voc"))
-    images = _existing(ctx, node, "images", folder=True) if "images" in node.value else None
+    store: Store = options["store"]
+    if kind in TABLE_SOURCES:
+        return _load_table(ctx, kind, node, store)
+    path = existing(ctx, node, kind, store, folder=kind in ("folder", "voc"))
+    images = existing(ctx, node, "images", store, folder=True) if "images" in node.value else None
     base = str(ctx.base_dir)
     labels = options["labels"]
     if kind == "folder":
         from vitaudit.datasets.folder import load_folder
 
-        return load_folder(path, base_dir=base, labels=labels == "folders"), path
+        return load_folder(path, base_dir=base, labels=labels == "folders", store=store), path
     if kind == "coco":
         from vitaudit.datasets.coco import load_coco
 
-        root = images or os.path.dirname(path)
-        return load_coco(path, images_dir=root, base_dir=base, labels=labels), root
+        root = images or parent(path)
+        return load_coco(path, images_dir=root, base_dir=base, labels=labels, store=store), root
     if kind == "voc":
         from vitaudit.datasets.voc import load_voc
 
         if images is None:
             raise DatasetError("a voc: dataset needs 'images': the folder its <filename> entries are relative to "
                                "(JPEGImages in the VOC layout)", "voc")
-        return load_voc(path, images_dir=images, base_dir=base, labels=labels), images
+        return load_voc(path, images_dir=images, base_dir=base, labels=labels, store=store), images
     from vitaudit.datasets.csvlist import load_csv
 
-    return load_csv(path, base_dir=base), os.path.dirname(path)
+    return load_csv(path, base_dir=base, store=store), parent(path)
 
 
-def _existing(ctx: Ctx, node: YNode, key: str, folder: bool) -> str:
-    """The absolute path that ``node[key]`` names, checked to be an existing folder or file."""
+def _load_table(ctx: Ctx, kind: str, node: YNode, store: Store) -> tuple[list[Sample], str]:
+    from .dataset_columns import parse_columns
+
+    try:
+        columns = parse_columns(node, kind)
+    except SentenceError as exc:
+        raise DatasetError(exc.message, "columns") from None
+    base = str(ctx.base_dir)
+    try:
+        spec = scalar_str(node.value[kind], f"'{kind}'")
+    except SentenceError as exc:
+        raise DatasetError(exc.message, kind) from None
+    spec = spec if is_uri(spec) else ctx.resolve(spec)
+    if is_uri(spec):
+        try:
+            from vitaudit.storage import check_backend
+
+            check_backend(spec)
+        except StorageError as exc:
+            raise DatasetError(str(exc), kind) from None
+    if kind == "parquet":
+        from vitaudit.datasets.parquet import load_parquet
+
+        return load_parquet(spec, columns, base_dir=base, store=store)
+    if kind == "hf":
+        from vitaudit.datasets.hfdisk import load_hf
+
+        try:
+            folder = existing(ctx, node, "hf", store, folder=True)
+        except DatasetError as exc:
+            raw = node.value["hf"].raw
+            if not is_uri(raw) and not os.path.exists(ctx.resolve(raw)) and raw.count("/") <= 1:
+                raise DatasetError(f"{exc}; a hub id is not fetched (audits run offline): where the hub is "
+                                   f"reachable, datasets.load_dataset('{raw}', split=...).save_to_disk(DIR) "
+                                   "and name DIR here", "hf") from None
+            raise
+        return load_hf(folder, columns, base_dir=base, store=store)
+    from vitaudit.datasets.webdataset import load_webdataset
+
+    return load_webdataset(spec, columns, base_dir=base, store=store)
+
+
+WHAT = {"folder": "dataset folder", "coco": "COCO JSON file", "voc": "VOC annotation folder", "csv": "CSV file",
+        "images": "images folder", "hf": "datasets save_to_disk folder"}
+
+
+def existing(ctx: Ctx, node: YNode, key: str, store: Store, folder: bool, what: str | None = None) -> str:
+    """The absolute path or URI that ``node[key]`` names, checked to be an existing folder or file
+    (a URI: one metadata request; a missing backend is named with the extra to install)."""
     try:
         rel = scalar_str(node.value[key], f"'{key}'")
     except SentenceError as exc:
         raise DatasetError(exc.message, key) from None
+    what = what or WHAT[key]
+    if is_uri(rel):
+        try:
+            found = store.kind(rel)
+        except StorageError as exc:
+            raise DatasetError(str(exc), key) from None
+        except OSError as exc:
+            raise DatasetError(f"cannot reach {what} {rel}: {exc}", key) from None
+        if found is None or (found == "directory") != folder:
+            why = "not found" if found is None else ("is a file, not a folder" if folder else "is a folder, not a file")
+            raise DatasetError(f"{what} {why}: {rel}", key)
+        return rel
     path = ctx.resolve(rel)
-    what = {"folder": "dataset folder", "coco": "COCO JSON file", "voc": "VOC annotation folder",
-            "csv": "CSV file", "images": "images folder"}[key]
     if folder and not os.path.isdir(path):
         why = "is a file, not a folder" if os.path.exists(path) else "not found"
         raise DatasetError(f"{what} {why}: {rel} (looked for {path})", key)

@@ -84,7 +84,18 @@ def _model(ctx: Ctx, key: str, key_line: int, node: YNode) -> ModelDecl | None:
 
 
 def _existing_file(ctx: Ctx, node: YNode, what: str) -> str:
+    from vitaudit.storage import Store, is_uri
+
     rel = scalar_str(node, f"'{what}'")
+    if is_uri(rel):  # checked with one metadata request; credentials from the environment
+        try:
+            found = Store().kind(rel)
+        except OSError as exc:
+            raise SentenceError(f"{what} file {rel}: {exc}", node.line) from None
+        if found != "file":
+            raise SentenceError(f"{what} file {'not found' if found is None else 'is a folder, not a file'}: {rel}",
+                                node.line)
+        return rel
     path = ctx.resolve(rel)
     if not os.path.isfile(path):
         missing = "is a folder, not a file" if os.path.isdir(path) else "not found"
@@ -97,8 +108,9 @@ def _labels(ctx: Ctx, node: YNode) -> tuple[tuple[str, ...], str | None]:
     if node.is_scalar:
         path = _existing_file(ctx, node, "labels")
         try:
-            with open(path, encoding="utf-8") as fh:
-                labels = tuple(line.strip() for line in fh if line.strip())
+            from vitaudit.storage import read_bytes
+
+            labels = tuple(line.strip() for line in read_bytes(path).decode("utf-8").splitlines() if line.strip())
         except (OSError, UnicodeDecodeError) as exc:
             raise SentenceError(f"cannot read labels file {node.raw}: {exc}", node.line) from None
         if not labels:

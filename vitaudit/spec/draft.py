@@ -43,6 +43,7 @@ class Draft:
     aggregate: str | None = None  # dataset expectations: mean | median | min | max | p<N> | share | accuracy
     share: float | None = None  # ``for N% of images``, as a fraction
     group: str | None = None  # ``per class``
+    confidence: float | None = None  # ``with 95% confidence``, as a fraction
 
 
 def parse_number(text: str, what: str = "threshold") -> float:

@@ -4,7 +4,8 @@
 (``vit.rollout(head_fusion=max)``, ``vit.gradcam@tabby``), the args are the classes or the region,
 then every option whose value differs from its default as ``name=value``, then for dataset
 expectations the aggregate (``mean``, ``p90``, ``90%``) and ``per_class``. ``agreement`` has no
-subject: ``agreement[vit.rollout,resnet.gradcam]``. Duplicates within one image get ``-2``, ``-3``...
+subject: ``agreement[vit.rollout,resnet.gradcam]``. Duplicates within one image get ``-2``, ``-3``... before
+the bracket (``vit.gradcam-mass_in-2[face]``).
 """
 from __future__ import annotations
 
@@ -55,10 +56,18 @@ def assign_ids(expectations: list[Expectation]) -> list[Expectation]:
         new, n = base, 1
         while new in taken:
             n += 1
-            new = f"{base}-{n}"
+            new = numbered(base, n)
         taken.add(new)
         out.append(replace(exp, id=new))
     return out
+
+
+def numbered(base: str, n: int) -> str:
+    """``vit.gradcam-mass_in[face]`` -> ``vit.gradcam-mass_in-2[face]``: the ordinal goes before the
+    bracket, which must end the id (pytest reads ``name[params]``; ``...[face]-2`` came back as
+    ``...[face]-2]`` in its summaries and JUnit names, an id pytest then could not find)."""
+    head, bracket, rest = base.partition("[")
+    return f"{head}-{n}{bracket}{rest}"
 
 
 def _label(label: Label) -> str:

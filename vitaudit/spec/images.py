@@ -18,7 +18,7 @@ from .errors import SentenceError, SpecError, did_you_mean, one_of
 from .model import ImageDecl
 from .yamlload import YNode
 
-IMAGE_KEYS = ("path", "skimage", "regions")
+IMAGE_KEYS = ("path", "skimage", "regions", "storage_options", "cache")
 REGION_KEYS = ("box", "polygon", "mask", "units")
 UNITS = ("px", "fraction")
 #: Image keys that would be confused with the keys of an expectation item.
@@ -59,7 +59,7 @@ def _image(ctx: Ctx, key: str, key_line: int, node: YNode, decls: Declarations,
         return None
     check_keys(ctx, node, IMAGE_KEYS, f"image '{key}'")
     sources = [k for k in ("path", "skimage") if k in node.value]
-    path = skimage = None
+    path = skimage = store = None
     size: tuple[int, int] | None = None
     if not sources:
         ctx.error(key_line, f"image '{key}' needs 'path' (a file, relative to the audit file) "
@@ -69,7 +69,10 @@ def _image(ctx: Ctx, key: str, key_line: int, node: YNode, decls: Declarations,
                   node.key_line("path"), f"image '{key}' has both 'path' and 'skimage'; keep one")
     elif sources == ["path"]:
         try:
-            path, size = _image_file(ctx, node.value["path"])
+            from .storage_decl import store_of
+
+            store = store_of(ctx, node)
+            path, size = _image_file(ctx, node.value["path"], store=store)
         except SentenceError as exc:
             ctx.error(exc.line or key_line, exc.message)
     else:
@@ -80,12 +83,25 @@ def _image(ctx: Ctx, key: str, key_line: int, node: YNode, decls: Declarations,
     regions = _regions(ctx, key, node.value.get("regions"), size, decls, region_errors)
     if path is None and skimage is None:
         return None
-    return ImageDecl(key=key, path=path, skimage=skimage, regions=regions, file=ctx.file, line=key_line)
+    return ImageDecl(key=key, path=path, skimage=skimage, regions=regions, file=ctx.file, line=key_line,
+                     store=store)
 
 
-def _image_file(ctx: Ctx, node: YNode, what: str = "image") -> tuple[str, tuple[int, int] | None]:
-    """The absolute path of an existing image file, and its (width, height) when known for sure."""
+def _image_file(ctx: Ctx, node: YNode, what: str = "image", store=None) -> tuple[str, tuple[int, int] | None]:
+    """The absolute path of an existing image file (or a URI, checked to exist with one metadata
+    request and read when the image is used), and its (width, height) when known for sure."""
+    from vitaudit.storage import Store, is_uri
+
     rel = scalar_str(node, f"'{what}' path")
+    if is_uri(rel):
+        try:
+            found = (store or Store()).kind(rel)
+        except OSError as exc:
+            raise SentenceError(f"{what} {rel}: {exc}", node.line) from None
+        if found != "file":
+            raise SentenceError(f"{what} {'not found' if found is None else 'is a folder, not a file'}: {rel}",
+                                node.line)
+        return rel, None
     path = ctx.resolve(rel)
     if not os.path.isfile(path):
         missing = "is a folder, not a file" if os.path.isdir(path) else "not found"

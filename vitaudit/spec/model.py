@@ -120,6 +120,7 @@ class ImageDecl:
     regions: dict[str, Region] = field(default_factory=dict, hash=False)  # valid regions only
     file: str = ""
     line: int = 0
+    store: object = field(default=None, hash=False, compare=False, repr=False)  # a vitaudit.storage.Store for a URI path
 
 
 @dataclass(frozen=True)
@@ -158,9 +159,16 @@ class Relative:
     op: str = "="
     amount: float = 0.0
     baseline: float | None = None
+    #: ``baseline - ci``: ``amount`` is then taken in units of the recorded run's confidence-interval
+    #: half-width (``ci``, filled in with ``baseline`` when the threshold is resolved).
+    uses_ci: bool = False
+    ci: float | None = None
 
     def threshold(self, baseline: float) -> float:
-        """The threshold this makes of a recorded ``baseline``."""
+        """The threshold this makes of a recorded ``baseline`` (and, for ``baseline - ci``, of ``self.ci``)."""
+        if self.uses_ci:
+            width = self.amount * float(self.ci if self.ci is not None else 0.0)
+            return baseline - width if self.op == "-" else baseline + width
         if self.op == "-":
             return baseline - self.amount
         if self.op == "+":
@@ -171,7 +179,9 @@ class Relative:
 
     @property
     def text(self) -> str:
-        """As written: ``baseline - 0.05``."""
+        """As written: ``baseline - 0.05``, ``baseline - ci``."""
+        if self.uses_ci:
+            return f"baseline {self.op} " + ("ci" if self.amount == 1 else f"{self.amount:g} * ci")
         return "baseline" if self.op == "=" else f"baseline {self.op} {self.amount:g}"
 
 
@@ -197,7 +207,8 @@ class Expectation:
       ``aggregate`` is ``mean``/``median``/``min``/``max``/``p<N>``/``accuracy`` (``op``/``value``
       apply to the aggregate) or ``share`` (``op``/``value`` are the per-image check and
       ``share`` the fraction of images that must meet it); ``group`` is ``"class"`` for one
-      item per class.
+      item per class; ``confidence`` the level of ``with 95% confidence`` (see
+      :mod:`vitaudit.intervals`).
     """
 
     id: str
@@ -222,6 +233,9 @@ class Expectation:
     aggregate: str | None = None
     share: float | None = None
     group: str | None = None
+    #: ``... with 95% confidence`` (dataset aggregates): the verdict needs the whole confidence
+    #: interval at this level to meet the threshold, not just the point value.
+    confidence: float | None = None
 
     @property
     def model_keys(self) -> tuple[str, ...]:

@@ -150,9 +150,24 @@ def _sentence_item(item: YNode, decls: Declarations) -> tuple[str, Draft, str]:
     except SentenceError as exc:
         if not on_dataset:
             exc = image_sentence_error(sentence, image, exc)
-        raise SentenceError(exc.message, exc.line or node.line) from None
+        raise SentenceError(exc.message + _spaced_region_hint(sentence, image, decls), exc.line or node.line) from None
     draft.lines["image"] = item.key_line(image)
     return image, draft, text
+
+
+def _spaced_region_hint(sentence: str, subject: str, decls) -> str:
+    """``; region names have no spaces: write traffic_light for 'traffic light'`` when the sentence
+    names a region of its image or dataset with spaces (COCO and VOC names become ``traffic_light``)."""
+    if subject in decls.images:
+        names = list(getattr(decls.images[subject], "regions", {}) or {})
+    else:
+        names = list(getattr(decls.datasets.get(subject), "region_names", ()) or ())
+    lowered = f" {sentence.lower()} "
+    for name in names:
+        spaced = name.replace("_", " ")
+        if spaced != name and f" {spaced.lower()} " in lowered:
+            return f"; region names have no spaces: write {name} for '{spaced}'"
+    return ""
 
 
 def _text_of(item: YNode, image_key: str | None) -> str:

@@ -23,7 +23,8 @@ PREDICTION_FORMS = (
     "<model> prob(<class>) <op> <number>",
 )
 #: The right-hand side of any thresholded sentence.
-THRESHOLD_FORMS = ("<number>", "baseline", "baseline - <number>", "baseline + <number>", "baseline * <number>")
+THRESHOLD_FORMS = ("<number>", "baseline", "baseline - <number>", "baseline + <number>", "baseline * <number>",
+                   "baseline - ci", "baseline + ci", "baseline - <number> * ci")
 MAP_FORMS = (
     "mass in <region> <op> <number>",
     "pointing game hits|misses <region> [within <n>px]",
@@ -59,7 +60,8 @@ _TARGET_RE = re.compile(
     r"^for\s+(?P<target>.+?)\s+(?=(energy pointing game|pointing game|mass in|iou\s*\(|rank accuracy"
     r"|baseline similarity|deletion auc|insertion auc|sanity similarity)\b)", re.IGNORECASE)
 _THRESHOLD_RE = re.compile(r"^(?P<op>=>|=<|[<>=!]=?)\s*(?P<value>[^\s,]+)\s*(?P<rest>.*)$")
-_RELATIVE_RE = re.compile(r"^baseline\b(?:\s*(?P<op>[-+*])\s*(?P<amount>[^\s,]+))?\s*(?P<rest>.*)$", re.IGNORECASE)
+_RELATIVE_RE = re.compile(r"^baseline\b(?:\s*(?P<op>[-+*])\s*(?:(?P<times>[^\s,*]+)\s*\*\s*)?(?P<amount>[^\s,]+))?"
+                          r"\s*(?P<rest>.*)$", re.IGNORECASE)
 _REGION_RE = re.compile(r"^(?P<neg>not\s+)?(?P<name>[^\s<>=!,()]+)\s*(?P<rest>.*)$", re.IGNORECASE)
 _TOPK_RE = re.compile(rf"^(?P<label>.+?)\s+in\s+(?P<model>{NAME})\s+top-?\s*(?P<k>\d+)$", re.IGNORECASE)
 _TOP1 = r"top-?\s*1"
@@ -229,6 +231,13 @@ def parse_relative(text: str) -> tuple[Relative | None, str]:
             raise SentenceError(f"cannot read '{text}': write baseline, baseline - <n>, baseline + <n> "
                                 "or baseline * <n>")
         return Relative("=", 0.0), rest
+    if m["amount"].lower() == "ci":  # the recorded run's confidence-interval half-width
+        if m["op"] not in "-+":
+            raise SentenceError(f"cannot read '{text}': write baseline - ci or baseline + ci")
+        times = parse_number(m["times"], "the factor in 'baseline - <n> * ci'") if m["times"] else 1.0
+        return Relative(m["op"], times, uses_ci=True), m["rest"]
+    if m["times"]:
+        raise SentenceError(f"cannot read '{text}': write baseline - <n>, or baseline - <n> * ci")
     amount = parse_number(m["amount"], f"the amount in 'baseline {m['op']} ...'")
     return Relative(m["op"], amount), m["rest"]
 

@@ -33,7 +33,7 @@ METRIC_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "accuracy": (("model",) + _THRESH, ()),
 }
 #: Keys of dataset expectations (``dataset:`` instead of ``image:``).
-DATASET_KEYS = ("dataset", "aggregate", "share", "group")
+DATASET_KEYS = ("dataset", "aggregate", "share", "group", "confidence")
 OPTION_KEYS = ("within", "top", "by", "layers", "steps", "baseline")
 COMMON_KEYS = ("image", "metric", "id") + DATASET_KEYS + MARK_KEYS
 STRUCTURED_KEYS = COMMON_KEYS + tuple(dict.fromkeys(
@@ -242,6 +242,11 @@ def _dataset_keys(values: dict[str, YNode], subject: str, draft: Draft) -> None:
         if group not in GROUPS:
             raise SentenceError(f"'group' must be {one_of(GROUPS)}, got '{group}'", values["group"].line)
         draft.group = group
+    if "confidence" in values:
+        level = scalar_number(values["confidence"], "'confidence'")
+        if not 0 < level < 1:
+            raise SentenceError(f"'confidence' is a level in (0, 1), e.g. 0.95, got {level:g}", values["confidence"].line)
+        draft.confidence = level
 
 
 def scalar_number_text(text: str, line: int) -> float:

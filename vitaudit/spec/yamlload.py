@@ -183,7 +183,7 @@ def load_yaml(source: str, file: str, budget: YamlBudget = DEFAULT_BUDGET) -> tu
             if exc.context_mark is not None and exc.context_mark.line + 1 < line:
                 context += f" started at line {exc.context_mark.line + 1}"
             context += ")"
-        return None, [SpecError(file, line, f"invalid YAML: {problem}{context}")]
+        return None, [SpecError(file, line, f"invalid YAML: {problem}{context}{_hint(exc)}")]
     except yaml.YAMLError as exc:  # pragma: no cover - every PyYAML error we know is marked
         return None, [SpecError(file, 1, f"invalid YAML: {exc}")]
     if root is None:
@@ -271,3 +271,16 @@ def _end_line(node: yaml.Node, source: str) -> int:
     """Last line holding the node (a block node's end mark can sit on the next item's line)."""
     body = source[node.start_mark.index : node.end_mark.index].rstrip(" \t\r\n-")
     return node.start_mark.line + 1 + body.count("\n")
+
+
+def _hint(exc: "yaml.MarkedYAMLError") -> str:
+    """What the two YAML traps of audit files need (docs/audit-format.md warns about both): an
+    unquoted ``>`` (or ``<``, ``|``) and a bare ``*``, which YAML reads as syntax."""
+    problem = exc.problem or ""
+    context = exc.context or ""
+    if "while scanning an alias" in context:
+        return '; a bare * is a YAML alias: quote it, "*": <sentence> (every image)'
+    for ch in "><|":
+        if f"character '{ch}'" in problem:
+            return f"; quote the operator: op: \"{ch}\" (YAML reads a bare {ch} as syntax)"
+    return ""
