@@ -144,3 +144,12 @@ def test_what_the_plain_case_does_not_cover_is_nan():
     assert np.isnan(r[[0, 1, 3]]).all() and r[2] == pytest.approx(1.0)
     with pytest.raises(metrics.MetricError):
         metrics.pearson(const[3].numpy(), refs[3])
+
+
+def test_small_ops_run_on_one_cpu_thread_and_restore_the_count():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"):
+        with dm.small_ops(torch.device("cpu")):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

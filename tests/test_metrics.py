@@ -383,3 +383,12 @@ def test_resize_same_size_and_all_nan():
     np.testing.assert_array_equal(out, h)
     assert out is not h
     assert np.isnan(resize_map(np.full((4, 4), nan), (2, 2))).all()
+
+
+def test_map_stats_entropy_is_scipys():
+    from scipy.stats import entropy
+
+    rng = np.random.default_rng(5)
+    for shape in ((7, 9), (64, 64)):
+        h = rng.random(shape) * (rng.random(shape) > 0.3)
+        assert map_stats(h)["entropy"] == pytest.approx(float(entropy(h.ravel() / h.sum(), base=2)), abs=1e-12)

@@ -51,8 +51,6 @@ def batch_values(plan: Any, samples: Sequence["Sample"], entries: dict[str, list
     image that did not fit). Images are grouped by working geometry (a dataset of one image
     size is one group); each group costs one small host-to-device copy of its raw maps and
     masks, and the whole batch one device-to-host copy of the values."""
-    import torch
-
     from vitaudit import device_metrics as dm
 
     exps = [e for e in plan.active if quick_case(e)]
@@ -66,7 +64,15 @@ def batch_values(plan: Any, samples: Sequence["Sample"], entries: dict[str, list
         geometries = {entries[k][j].geometry for k in entries}
         groups.setdefault(tuple(sorted(geometries, key=repr)), []).append(j)
     device = next(iter(plan.models.values())).device
-    out = torch.full((len(exps), n), float("nan"), dtype=torch.float64, device=device)
+    with dm.small_ops(device):
+        return _values(plan, exps, samples, entries, groups, max_side, device)
+
+
+def _values(plan: Any, exps: list["Expectation"], samples: Sequence["Sample"], entries: dict[str, list[Any]],
+            groups: dict[tuple, list[int]], max_side: int | None, device: "torch.device") -> dict[str, np.ndarray]:
+    import torch
+
+    out = torch.full((len(exps), len(samples)), float("nan"), dtype=torch.float64, device=device)
     for idx in groups.values():
         maps = _Maps(plan, entries, idx, max_side)
         masks: dict[tuple[str, "torch.device"], "torch.Tensor"] = {}

@@ -238,7 +238,7 @@ _warmed: set[str] = set()
 def warm_imports(modules: list[str]) -> None:
     """Import heavy modules in a background thread while the models load and run.
 
-    grad-cam pulls in scikit-learn and matplotlib (about a second); the first forward passes
+    grad-cam takes seconds even without scikit-learn and matplotlib; the first forward passes
     release the GIL, so the import overlaps with them instead of adding to the run.
     """
     todo = [m for m in modules if m not in _warmed]

@@ -4,7 +4,8 @@ Each method's maths is pytorch-grad-cam's own (``get_cam_weights`` / ``get_cam_i
 classes); what changes is where activations and gradients come from: the engine's single
 forward, with a backward that stops at the target layer. ViT tokens are reshaped to patch
 maps first (pytorch-grad-cam's ``reshape_transform`` idea), so the family works on ViTs too.
-The package is imported on first use (it pulls in scikit-learn and matplotlib: about a second).
+The package is imported on first use, without the scikit-learn and matplotlib it would load for
+tools vitaudit does not call (:mod:`.gradcam_lib`).
 """
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ class _Released:
 
 def _bare(name: str, model: AuditModel, batch_size: int):
     """An instance of a pytorch-grad-cam class without its hooks: only its maths is used."""
-    import pytorch_grad_cam
+    from .gradcam_lib import grad_cam
 
-    cls = getattr(pytorch_grad_cam, name)
+    cls = getattr(grad_cam, name)
     cam = cls.__new__(cls)
     cam.model = model.module
     cam.device = model.device
@@ -67,6 +68,7 @@ class CamExplainer(Explainer):
         cam = _bare(self.cam_class, ctx.model, batch_size=max(16, ctx.x.shape[0]))
         acts_np = acts.float().cpu().numpy()
         grads_np = grads.float().cpu().numpy() if grads is not None else None
+        from .gradcam_lib import grad_cam  # noqa: F401  (grad-cam's import, done the lean way)
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
         cam_targets = [ClassifierOutputTarget(int(t)) for t in targets]

@@ -37,6 +37,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--mask-region", default="object", metavar="NAME", help="the region --masks draws (default: object)")
     p.add_argument("--sample", type=int, metavar="N", help="audit N images drawn at random (seeded)")
     p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    p.add_argument("--sanity-images", type=int, default=8, metavar="N",
+                   help="images of the sanity check's small sample (default 8; 0: no sanity check)")
     p.add_argument("--max-images", type=int, default=50, metavar="N",
                    help="--images alone: at most N image declarations (default 50)")
     p.add_argument("--out", type=Path, default=None, metavar="PATH",
@@ -63,7 +65,8 @@ def options(args: argparse.Namespace) -> InitOptions:
         out = Path("audits") / f"audit_{model_key(args.model[0], set())}.yaml"
     return InitOptions(models=list(args.model), out=out, kind=kind, source=source, images=args.images,
                        labels=args.labels, masks=args.masks, mask_region=args.mask_region, sample=args.sample,
-                       seed=args.seed, pretrained=args.pretrained, max_images=args.max_images)
+                       seed=args.seed, pretrained=args.pretrained, max_images=args.max_images,
+                       sanity_images=max(0, args.sanity_images))
 
 
 def main(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ class AuditFile(pytest.File):
                                              "prune": not self.spec.errors})
         if self.spec.expectations:
             cams = any(m.method not in ("attention", "rollout") for e in self.spec.expectations for m in e.maps)
-            warm_imports(["vitaudit.engine"] + (["pytorch_grad_cam"] if cams else []) + ["vitaudit.report"])
+            warm_imports(["vitaudit.engine"] + (["vitaudit.explainers.gradcam_lib"] if cams else []) + ["vitaudit.report"])
         for err in self.spec.errors:
             yield SpecErrorItem.from_parent(self, name=f"error@L{err.line}", error=err)
         by_image: dict[str, list["Expectation"]] = {}

@@ -123,7 +123,8 @@ class AggregateItem(AuditItem):
             if recording:
                 self._value_store().record(self._key(), v.value, per_image=[{"image": x.image, "value": x.value}
                                                                        for x in values],
-                                           ci=v.interval.half_width if v.interval is not None else None)
+                                           ci=v.interval.half_width if v.interval is not None else
+                                           (0.0 if v.value is not None else None))  # no interval: no margin
         except AuditInputError as exc:
             self.input_error = True
             raise AuditInputError(f"{self.where()}: {exp.text!r} on dataset '{exp.dataset}': {exc}") from None
