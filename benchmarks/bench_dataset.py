@@ -117,7 +117,8 @@ def run_size(tmp: Path, n: int, args: argparse.Namespace, gpu: bool = False) -> 
     if gpu:
         ref_cmd.append("random")
     audit_cmd = [sys.executable, "-m", "pytest", str(audit), "-q", "-p", "no:cacheprovider", f"--rootdir={tmp}",
-                 f"--audit-report={report}", f"--audit-device={device}", f"--audit-batch-size={batch}"]
+                 f"--audit-report={report}", f"--audit-device={device}", f"--audit-batch-size={batch}",
+                 *args.pytest_args.split()]
     refs, audits = [], []
     for _ in range(args.repeat):  # interleaved, so drifts in machine load hit both sides alike
         refs.append(measured(ref_cmd))
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpu", action="store_true", help="also ViT-B/16 + ResNet-50 on 2,000 images on CUDA")
     p.add_argument("--gpu-device", default="cuda", help=argparse.SUPPRESS)  # "cpu": a smoke run of that case
     p.add_argument("--gpu-images", type=int, default=2000, help=argparse.SUPPRESS)
+    p.add_argument("--pytest-args", default="", help="more options for the audit's pytest (e.g. the Ray executor's)")
     args = p.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="vitaudit-bench-") as d:

@@ -23,4 +23,8 @@ run cuda-tests 150 env VITAUDIT_CUDA_TESTS=1 "$py" -m pytest tests/cuda -q -p no
 run bench-explain 120 "$py" benchmarks/bench_explain.py --device cuda --repeat 5 --json "$out/explain.json"
 run bench-measure 150 "$py" benchmarks/bench_measure.py --images 2000 --device cuda
 run bench-dataset 200 "$py" benchmarks/bench_dataset.py --sizes 1000 --gpu
+# The Ray executor with one GPU actor (a local Ray started by the run; needs vitaudit[ray]):
+# the same 2,000-image ViT-B/16 + ResNet-50 audit as bench-dataset's GPU case, timed end to end.
+run ray-gpu 240 "$py" benchmarks/bench_dataset.py --sizes 200 --gpu --gpu-images 2000 \
+  --pytest-args="--audit-executor ray --audit-ray-address local --audit-ray-workers 1 --audit-ray-gpus-per-worker 1"
 exit $status

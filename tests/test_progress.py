@@ -53,6 +53,9 @@ def make(tty: bool, worker: bool = False, verbose: int = 0):
 def test_progress_line() -> None:
     assert progress_line("s", 250, 1000, 5.0) == "s: 250/1000 images, 50.0 images/s, 15s left"
     assert progress_line("s", 1000, 1000, 125.0) == "s: 1000/1000 images, 8.0 images/s in 2m05s"
+    # on a Ray cluster: how many workers sent rows so far
+    assert progress_line("s", 250, 1000, 5.0, workers=8) == "s: 250/1000 images, 50.0 images/s on 8 workers, 15s left"
+    assert progress_line("s", 250, 1000, 5.0, workers=1) == "s: 250/1000 images, 50.0 images/s on 1 worker, 15s left"
 
 
 def test_short_passes_show_nothing() -> None:

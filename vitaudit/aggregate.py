@@ -28,7 +28,7 @@ OPS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operat
 _PERCENTILE = re.compile(r"^p(?P<q>[0-9.]+)$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million-image pass holds millions of these
 class ImageValue:
     """One image's measurement for one expectation.
 

@@ -187,8 +187,10 @@ def load(path: str | Path) -> list[Row]:
     if not isinstance(doc, dict):
         raise CompareError(f"{p}: not a vitaudit audit.json (a JSON {type(doc).__name__})")
     try:
-        return rows_of(doc)
-    except (CompareError, KeyError, TypeError, ValueError) as exc:
+        from vitaudit.report.values_file import join
+
+        return rows_of(join(doc, p.parent))  # per-image lists kept in audit.values.parquet, if any
+    except (CompareError, KeyError, TypeError, ValueError, OSError) as exc:
         raise CompareError(f"{p}: {exc}") from None
 
 

@@ -61,6 +61,9 @@ class DatasetRun:
     unreadable: list[tuple[int, str, str]]
     problems: dict[str, BaseException]  # expectation id -> what stops it on every image (bad method, model load)
     seconds: float
+    executor: str = "local"  # or "ray" (:mod:`.ray_pass`)
+    address: str | None = None  # the Ray cluster's
+    workers: list[str] = field(default_factory=list)  # who measured: "IP node NODE_ID pid PID DEVICE" (Ray workers)
 
 
 class Plan:
@@ -297,6 +300,14 @@ def decoded(samples: Sequence["Sample"], batch_size: int, workers: int | None = 
             yield chunk, got if workers else [finish(s, d) for s, d in zip(chunk, got)]
 
 
+def batch_size_for(plan: Plan, batch_size: int | None) -> int:
+    """The pass's batch size: as given, else 4x the models' single-image default (32 on a CPU, 128 on
+    CUDA). Every executor cuts the dataset into index ranges of this size (the same company)."""
+    from vitaudit.engine import default_batch_size
+
+    return batch_size or 4 * max([default_batch_size(m) for m in plan.models.values()] or [8])
+
+
 def run_dataset(evaluator: Evaluator, dataset: "Dataset", expectations: Sequence["Expectation"], *,
                 batch_size: int | None = None, progress: Callable[[int, int], None] | None = None) -> DatasetRun:
     """The pass over ``dataset`` for ``expectations`` (all of one audit file).
@@ -304,13 +315,11 @@ def run_dataset(evaluator: Evaluator, dataset: "Dataset", expectations: Sequence
     ``batch_size`` None: 4x the models' single-image default (32 on a CPU, 128 on CUDA), since
     a pass keeps no maps beyond its batch.
     """
-    from vitaudit.engine import default_batch_size
-
     from .session import finish_warm_imports
 
     start = time.perf_counter()
     plan = Plan(evaluator, expectations)
-    batch_size = batch_size or 4 * max([default_batch_size(m) for m in plan.models.values()] or [8])
+    batch_size = batch_size_for(plan, batch_size)
     finish_warm_imports()
     sample_ev = SampleEvaluator(evaluator, plan, dataset)
     total = ShardValues({exp.id: [] for exp in plan.active})

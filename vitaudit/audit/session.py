@@ -39,13 +39,15 @@ class ModelSkipped(Exception):
 
 @dataclass
 class Outbox:
-    """Things a worker must tell the controller once: models it loaded, per-image model views, and
-    values recorded as baselines (:mod:`.value_baselines`; the controller writes them)."""
+    """Things a worker must tell the controller once: models it loaded, per-image model views,
+    values recorded as baselines (:mod:`.value_baselines`; the controller writes them), and where
+    its dataset passes ran (the report's Run section)."""
 
     models: list[dict[str, Any]] = field(default_factory=list)
     views: list[dict[str, Any]] = field(default_factory=list)
     values: list[dict[str, Any]] = field(default_factory=list)
     stale: list[dict[str, Any]] = field(default_factory=list)  # recorded values no expectation records any more
+    executors: list[dict[str, Any]] = field(default_factory=list)  # who ran each dataset pass
     _sent_views: set[tuple] = field(default_factory=set)
 
     def sent(self, key: tuple) -> bool:
@@ -57,8 +59,9 @@ class Outbox:
             self.views.append(view)
 
     def drain(self) -> dict[str, Any]:
-        out = {"models": self.models, "views": self.views, "values": self.values, "stale": self.stale}
-        self.models, self.views, self.values, self.stale = [], [], [], []
+        out = {"models": self.models, "views": self.views, "values": self.values, "stale": self.stale,
+               "executors": self.executors}
+        self.models, self.views, self.values, self.stale, self.executors = [], [], [], [], []
         return out
 
 

@@ -46,12 +46,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("audit_device", "device for audit models", default="auto")
     parser.addini("audit_batch_size", "images per forward pass", default="0")
     parser.addini("audit_max_side", "longest side of the working resolution (0: original size)", default="1024")
+    from .options import add_executor_options
+
+    add_executor_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for kind in KINDS:
         config.addinivalue_line("markers", f"audit_{kind}: a vitaudit {kind} expectation")
     _check_device(config)
+    from .options import check_executor
+
+    check_executor(config)
     audit_session(config)
     if not hasattr(config, "workerinput"):  # the controller, or a single process
         from .collector import Collector
@@ -59,6 +65,14 @@ def pytest_configure(config: pytest.Config) -> None:
         collector = Collector(config)
         config.stash[COLLECTOR_KEY] = collector
         config.pluginmanager.register(collector, "vitaudit-collector")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave the Ray cluster a pass joined (and stop one this run started), if any did."""
+    import sys
+
+    if "vitaudit.audit.ray_cluster" in sys.modules:
+        sys.modules["vitaudit.audit.ray_cluster"].disconnect()
 
 
 def _check_device(config: pytest.Config) -> None:

@@ -64,9 +64,31 @@ class AuditFile(pytest.File):
             exps = [e for e in self.spec.expectations if e.dataset == key and (not chosen or e.id in chosen)]
             dataset = self.spec.datasets[key]
             progress = Progress(self.config, f"{self.rel}::{key}")
-            runs[key] = run_dataset(ev, dataset, exps, batch_size=ev.session.batch_size, progress=progress)
+            if self._executor(exps) == "ray":
+                from vitaudit.audit.ray_pass import run_dataset_ray
+
+                from .options import ray_options
+
+                runs[key] = run_dataset_ray(ev, dataset, exps, options=ray_options(self.config),
+                                            batch_size=ev.session.batch_size, progress=progress)
+            else:
+                runs[key] = run_dataset(ev, dataset, exps, batch_size=ev.session.batch_size, progress=progress)
+            run = runs[key]
+            ev.session.outbox.executors.append({"executor": run.executor, "address": run.address,
+                                                "workers": list(run.workers)})
             progress.close(len(dataset.samples), len(dataset.samples))
         return runs[key]
+
+    def _executor(self, exps: list["Expectation"]) -> str:
+        """``--audit-executor``, except that writing baseline maps (``--audit-update-baselines``) runs
+        here, beside the audit file, never on a cluster's nodes."""
+        from .options import executor
+
+        chosen = executor(self.config)
+        if chosen == "ray" and audit_session(self.config).update_baselines and \
+                any(e.kind == "baseline" for e in exps):
+            return "local"
+        return chosen
 
     def evaluator(self):
         ev = getattr(self, "_evaluator", None)

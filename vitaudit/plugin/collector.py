@@ -45,6 +45,20 @@ def environment(device: str) -> dict[str, str]:
     return env
 
 
+def executor_environment(passes: list[dict[str, Any]]) -> dict[str, str]:
+    """The Run section's lines about where dataset passes ran: ``executor`` (and on Ray the
+    cluster's address), ``workers`` (each as ``IP node NODE_ID pid PID DEVICE``)."""
+    if not passes:
+        return {}
+    kinds = sorted({p["executor"] for p in passes})
+    addresses = sorted({p["address"] for p in passes if p.get("address")})
+    env = {"executor": ", ".join(kinds) + (f" (cluster {', '.join(addresses)})" if addresses else "")}
+    workers = sorted({w for p in passes for w in p.get("workers", [])})
+    if workers:
+        env["workers"] = f"{len(workers)}: " + "; ".join(workers[:16]) + (" ..." if len(workers) > 16 else "")
+    return env
+
+
 @dataclass(eq=False)
 class Collector:
     """Registered as a pytest plugin on the controller; its methods below are hooks."""
@@ -56,6 +70,7 @@ class Collector:
     models: dict[tuple, dict[str, Any]] = field(default_factory=dict)
     recorded: list[dict[str, Any]] = field(default_factory=list)  # values recorded as baselines
     stale: dict[str, dict[str, Any]] = field(default_factory=dict)  # audit file -> its stale recorded-value keys
+    executors: list[dict[str, Any]] = field(default_factory=list)  # where each dataset pass ran
     written: Path | None = None
     values_written: list[Path] = field(default_factory=list)
     summaries: list[Path] = field(default_factory=list)
@@ -74,6 +89,7 @@ class Collector:
         self.recorded.extend(payload.get("values", []))
         for s in payload.get("stale", []):  # every xdist worker collects every file: once each
             self.stale.setdefault(s["file"], s)
+        self.executors.extend(payload.get("executors", []))
         if payload.get("results"):
             self.results[report.nodeid] = payload["results"]
 
@@ -88,7 +104,7 @@ class Collector:
             started_at=started,
             duration=time.time() - self.started,
             command=" ".join(["pytest", *map(str, self.config.invocation_params.args)]),
-            environment=environment(device),
+            environment={**environment(device), **executor_environment(self.executors)},
             models=[ModelInfo(**m) for m in self.models.values()],
             results=results,
             images=[ImageView.from_dict(v) for v in self.views.values()],

@@ -27,7 +27,8 @@ from .format import fmt_duration, fmt_num, fmt_op, fmt_pair, fmt_prob, is_number
 PROBLEMS = frozenset({"failed", "error", "xpassed"})
 
 #: Environment keys shown first, in this order; the rest follow alphabetically.
-ENV_ORDER = ("vitaudit", "python", "torch", "torchvision", "timm", "grad-cam", "numpy", "opencv", "device", "platform")
+ENV_ORDER = ("vitaudit", "python", "torch", "torchvision", "timm", "grad-cam", "numpy", "opencv", "device",
+             "executor", "workers", "platform")
 
 def all_uris(run: RunResults) -> Iterable[str | None]:
     """Every picture URI the page will show (for :class:`PicTable`'s usage counts)."""

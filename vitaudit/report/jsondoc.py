@@ -20,6 +20,8 @@ its row: ``run.results[i].per_image`` is null, and :func:`run_from_document` put
 ``ci_low``/``ci_high`` are the aggregate's confidence interval at ``ci_level`` (0.95, or the level
 of ``with N% confidence``, then also in ``confidence``), made by ``ci_method``; ``within_noise`` is
 true when a plain threshold lies inside it.
+Beyond 10,000 images a row's list goes to ``audit.values.parquet`` beside the JSON (the row then
+has ``per_image_file`` and ``per_image_count``; :mod:`.values_file`).
 
 Pictures are dropped by default (``Panel.uri``, ``ModelView.overlay``, ``ImageView.uri`` become
 ``""``; ``layer_grid`` and ``image_uri`` become ``null``): they are 95 %+ of the bytes and the
@@ -121,8 +123,13 @@ def _without_per_image(run: RunResults) -> RunResults:
     return dataclasses.replace(run, results=[dataclasses.replace(r, per_image=None) for r in run.results])
 
 
-def run_from_document(doc: dict[str, Any]) -> RunResults:
-    """The :class:`RunResults` an ``audit.json`` document holds, per-image lists included."""
+def run_from_document(doc: dict[str, Any], base_dir: str | None = None) -> RunResults:
+    """The :class:`RunResults` an ``audit.json`` document holds, per-image lists included
+    (``base_dir``: the JSON's folder, where a row's ``per_image_file`` is)."""
+    if base_dir is not None:
+        from .values_file import join
+
+        doc = join(doc, base_dir)
     run = RunResults.from_dict(doc["run"])
     for r, row in zip(run.results, doc.get("expectations", [])):
         if row.get("nodeid") == r.nodeid and row.get("per_image") is not None:

@@ -71,7 +71,13 @@ def write_report(
     (off by default: dashboards want it small). Returns the HTML path.
     """
     html = render_html(run, comparison=comparison)
-    text = render_json(run, pictures=json_pictures) if json_path is not None else None
+    text = None
+    if json_path is not None:  # long per-image lists go to audit.values.parquet beside it
+        from .values_file import mark, split
+
+        small, moved = split(run, json_path)
+        doc = mark(audit_document(small, pictures=json_pictures), moved, json_path)
+        text = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
     if json_path is not None and text is not None:
         atomic_write_text(json_path, text)
     return atomic_write_text(html_path, html)
