@@ -196,7 +196,7 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
     size = "each model's input size" if args.models else "224x224"
     print(f"device: {device} ({where}); torch {torch.__version__}; batch {args.batch}; {size}; median of {args.repeat}; {args.clock} clock")
-    goals = {"prediction + attention + rollout": 1.05, "prediction + gradcam": 1.3}
+    goals = {"prediction + attention + rollout": 1.05, "prediction + gradcam": 1.1}  # issue 19: Grad-CAM at <= 1.1x a plain forward, ViT and CNN alike
     results = []
     benches = ([lambda d, b, r, m=m: bench_model(m, d, b, r) for m in args.models.split(",")] if args.models
                else [bench_vit, bench_resnet])
