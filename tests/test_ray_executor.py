@@ -373,7 +373,9 @@ def test_two_nodes_give_the_same_audit_json(pytester: pytest.Pytester, local_ray
         pytest.skip("needs the local run of test_every_kind_gives_the_same_audit_json_under_ray")
     ray_cluster.disconnect()
     ray.shutdown()
-    cluster = RayCluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    temp = Path(os.environ.get("TMPDIR", "/tmp")) / f"vr2n{os.getpid()}"  # not /tmp/ray: ours alone
+    cluster = RayCluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                               "temp_dir": str(temp)})
     try:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
@@ -389,3 +391,4 @@ def test_two_nodes_give_the_same_audit_json(pytester: pytest.Pytester, local_ray
         assert len({w.split(" pid ")[0] for w in workers[3:].split("; ")}) == 2, workers
     finally:
         cluster.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
