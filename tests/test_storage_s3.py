@@ -4,6 +4,7 @@ what it reads locally; a missing object, a missing backend, a server that pauses
 the local cache, and credentials kept out of messages."""
 from __future__ import annotations
 
+import pickle
 import sys
 import textwrap
 import threading
@@ -162,7 +163,8 @@ def test_a_pause_of_the_server_mid_pass_is_retried_and_the_pass_completes(s3: S3
 
 
 def test_a_server_gone_fails_each_image_at_once_naming_the_endpoint(s3: S3Server, tmp_path: Path) -> None:
-    spec = declare(tmp_path, folder_only(s3, ", config_kwargs: {retries: {max_attempts: 1}}"))
+    spec = declare(tmp_path, folder_only(s3, ", config_kwargs: {retries: {max_attempts: 1}}").rstrip("\n")
+                   + "\n  retry_for: 0\n")
     samples = spec.datasets["folder_d"].samples
     s3.stop()
     try:
@@ -369,3 +371,26 @@ def test_single_images_checkpoints_and_label_files_at_uris(s3: S3Server, tmp_pat
 
     monkeypatch.delenv("AWS_ENDPOINT_URL")  # the image is read with its own storage_options
     assert np.array_equal(load_image(decl.path, decl.store).data, load_image(SCENES / "clean/striped/00000.png").data)
+
+
+def test_retry_for_is_how_long_a_stopped_server_is_waited_for_before_the_image_fails(
+        s3: S3Server, tmp_path: Path) -> None:
+    spec = declare(tmp_path, folder_only(s3).rstrip("\n") + "\n  retry_for: 1.5\n")
+    sample = spec.datasets["folder_d"].samples[0]
+    assert sample.source.store.retry_for == 1.5 and pickle.loads(pickle.dumps(sample.source.store)).retry_for == 1.5
+    s3.stop()
+    try:
+        start = time.perf_counter()
+        with pytest.raises(ImageError, match="is unreachable"):
+            read_sample(sample)
+        waited = time.perf_counter() - start
+    finally:
+        s3.start()
+    assert 1.5 <= waited < 1.5 + 4.0, waited  # retried until the deadline, then one line
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "true", "[1]"])
+def test_a_retry_for_that_is_not_seconds_is_an_error_at_its_line(tmp_path: Path, value: str) -> None:
+    spec = declare(tmp_path, f"folder_d:\n  folder: {SCENES}/clean\n  labels: folders\n  retry_for: {value}\n")
+    assert [(e.line, e.message.split(" (")[0]) for e in spec.errors][:1] == [
+        (7, "'retry_for' must be a number of seconds from 0 to 3600")]

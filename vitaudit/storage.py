@@ -9,9 +9,13 @@ objects are listed, read, retried, cached and named in messages:
   in messages or in pickles' reprs: credentials belong to the environment or the options, never
   to a report.
 - Transient errors are retried by the backend's own machinery (for S3, botocore's ``standard``
-  retry mode: connection errors, timeouts, 5xx and throttling, with jittered exponential
-  backoff); :data:`S3_DEFAULTS` turns it on unless the options say otherwise.
-- When an endpoint stays unreachable after those retries, the store remembers it for
+  retry mode: timeouts, 5xx and throttling, with jittered exponential backoff); :data:`S3_DEFAULTS`
+  turns it on unless the options say otherwise. That machinery gives up on a refused connection
+  within a second or two (its jitter may make it far less), and s3fs does not retry a refused
+  connection at all, so the store itself rides out an unreachable endpoint for
+  ``Store.retry_for`` seconds (declared as ``retry_for:``; 20 by default) with a deterministic
+  backoff, so a server restart or a short network blip mid-pass costs time, not images.
+- When an endpoint stays unreachable after that, the store remembers it for
   :data:`DOWN_SECONDS`, so the other images of the pass fail at once with the same one-line
   cause (naming the endpoint) instead of each waiting out the retries again.
 - A missing object is a :class:`FileNotFoundError`, which the dataset pass turns into that
@@ -32,11 +36,16 @@ from typing import IO, Any, Mapping
 EXTRAS: dict[str, str] = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure",
                           "abfss": "azure", "adl": "azure", "http": "http", "https": "http"}
 #: Options a Store adds for S3 unless the declaration sets them: botocore's standard retry mode
-#: (3 attempts, jittered exponential backoff; s3fs retries that 5 times more, so an outage of about 20 s is ridden out) and bounded timeouts.
+#: (3 attempts, jittered exponential backoff) and bounded timeouts. A refused connection is ridden
+#: out by the store (``retry_for``), not by these.
 S3_DEFAULTS: dict[str, Any] = {"config_kwargs": {"retries": {"mode": "standard", "max_attempts": 3},
                                                  "connect_timeout": 10, "read_timeout": 60}}
 #: How long an endpoint that failed after all retries is taken as down.
 DOWN_SECONDS = 60.0
+#: How long the store retries an unreachable endpoint before the read fails, unless declared.
+RETRY_FOR = 20.0
+#: The store's waits between those retries: doubling from the first, at most the last.
+RETRY_WAIT = (0.25, 4.0)
 
 _URI_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")  # two letters at least, so C:\ is a path
 
@@ -115,15 +124,17 @@ class Store:
 
     options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False, hash=False)
     cache: str | None = None
+    retry_for: float = RETRY_FOR
     _down: dict = field(default_factory=dict, repr=False, compare=False, hash=False)
     _fs: dict = field(default_factory=dict, repr=False, compare=False, hash=False)
 
     def __getstate__(self) -> dict:
-        return {"options": dict(self.options), "cache": self.cache}
+        return {"options": dict(self.options), "cache": self.cache, "retry_for": self.retry_for}
 
     def __setstate__(self, state: dict) -> None:
         object.__setattr__(self, "options", state["options"])
         object.__setattr__(self, "cache", state["cache"])
+        object.__setattr__(self, "retry_for", state.get("retry_for", RETRY_FOR))
         object.__setattr__(self, "_down", {})
         object.__setattr__(self, "_fs", {})
 
@@ -247,25 +258,41 @@ class Store:
 
     def _guarded(self, uri: str, go):
         """Run ``go``; a missing object stays :class:`FileNotFoundError`, a denied one
-        :class:`PermissionError`; any other failure (left after the backend's retries) is a
-        :class:`StorageError` naming the endpoint, remembered so the next calls fail at once."""
+        :class:`PermissionError`; an unreachable endpoint is retried for :attr:`retry_for`
+        seconds, then is a :class:`StorageError` naming it, remembered so the next calls fail
+        at once; any other backend failure is a :class:`StorageError` naming the URI."""
         endpoint = self.endpoint(uri)
-        down = self._down.get(endpoint)
-        if down is not None and time.monotonic() - down[0] < DOWN_SECONDS:
-            raise StorageError(down[1])
-        try:
-            return go()
-        except (FileNotFoundError, PermissionError, StorageError, IsADirectoryError, NotADirectoryError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - backends raise many classes
-            if not _transport(exc):
-                if isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in _BACKENDS:
-                    raise StorageError(f"{uri}: {_short(exc)}") from None  # e.g. no credentials
+        if (down := self._down_now(endpoint)) is not None:
+            raise StorageError(down)
+        deadline = time.monotonic() + max(0.0, float(self.retry_for))
+        wait = RETRY_WAIT[0]
+        while True:
+            try:
+                return go()
+            except (FileNotFoundError, PermissionError, StorageError, IsADirectoryError, NotADirectoryError):
                 raise
-            message = f"storage endpoint {endpoint} is unreachable ({_short(exc)})"
-            with _LOCK:
-                self._down[endpoint] = (time.monotonic(), message)
-            raise StorageError(message) from None
+            except Exception as exc:  # noqa: BLE001 - backends raise many classes
+                if not _transport(exc):
+                    if isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in _BACKENDS:
+                        raise StorageError(f"{uri}: {_short(exc)}") from None  # e.g. no credentials
+                    raise
+                left = deadline - time.monotonic()
+                down = self._down_now(endpoint)
+                if left > 0 and down is None:  # another thread's ride-out already gave up: not again
+                    time.sleep(min(wait, left))
+                    wait = min(wait * 2, RETRY_WAIT[1])
+                    continue
+                if down is None:
+                    down = f"storage endpoint {endpoint} is unreachable ({_short(exc)})"
+                    with _LOCK:
+                        self._down[endpoint] = (time.monotonic(), down)
+                raise StorageError(down) from None
+
+    def _down_now(self, endpoint: str) -> str | None:
+        """The message of ``endpoint``'s outage when it was taken as down less than
+        :data:`DOWN_SECONDS` ago."""
+        down = self._down.get(endpoint)
+        return down[1] if down is not None and time.monotonic() - down[0] < DOWN_SECONDS else None
 
 
 _LOCK = threading.Lock()

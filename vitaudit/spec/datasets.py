@@ -26,7 +26,7 @@ from .yamlload import YNode
 SOURCES = ("folder", "coco", "voc", "csv", "parquet", "hf", "webdataset")
 #: Sources read as tables (a row or a tar sample per image), with a column mapping (spec.dataset_columns).
 TABLE_SOURCES = ("parquet", "hf", "webdataset")
-DATASET_KEYS = SOURCES + ("images", "labels", "regions", "sample", "seed", "on_error", "storage_options", "cache",
+DATASET_KEYS = SOURCES + ("images", "labels", "regions", "sample", "seed", "on_error", "storage_options", "cache", "retry_for",
                           "columns", "classes", "box_format")
 ON_ERROR = ("fail", "skip")
 #: ``labels:`` values each source accepts (a CSV's classes come from its ``label`` column).

@@ -18,7 +18,7 @@ from .errors import SentenceError, SpecError, did_you_mean, one_of
 from .model import ImageDecl
 from .yamlload import YNode
 
-IMAGE_KEYS = ("path", "skimage", "regions", "storage_options", "cache")
+IMAGE_KEYS = ("path", "skimage", "regions", "storage_options", "cache", "retry_for")
 REGION_KEYS = ("box", "polygon", "mask", "units")
 UNITS = ("px", "fraction")
 #: Image keys that would be confused with the keys of an expectation item.
