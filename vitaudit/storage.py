@@ -233,12 +233,21 @@ class Store:
     def find(self, uri: str, suffixes: tuple[str, ...] | None = None) -> list[str]:
         """Every file below folder ``uri`` (its name ending in one of ``suffixes``, any case), as
         sorted ``/``-separated paths relative to it. One recursive listing (S3: paged
-        ``ListObjectsV2`` without a delimiter, 1,000 keys a page); nothing is read."""
+        ``ListObjectsV2`` without a delimiter, 1,000 keys a page); nothing is read. On S3 the
+        pages are parsed by obstore when it is installed (:mod:`vitaudit.s3_listing`: the same
+        names s3fs lists, many times faster), else by s3fs."""
         def go() -> list[str]:
             fs, path = self.filesystem(uri)
             root = path.rstrip("/")
+            listed = None
+            if protocol(uri) in ("s3", "s3a"):
+                from . import s3_listing
+
+                listed = s3_listing.find(root, _merged(S3_DEFAULTS, self.options), self._fs)
+            if listed is None:
+                listed = fs.find(root, withdirs=False)
             out = []
-            for full in fs.find(root, withdirs=False):
+            for full in listed:
                 rel = full[len(root) + 1:] if full.startswith(root + "/") else posixpath.basename(full)
                 if suffixes is None or posixpath.splitext(rel)[1].lower() in suffixes:
                     out.append(rel)
