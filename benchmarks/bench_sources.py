@@ -9,13 +9,18 @@ so decoding, fetching and the models' forwards are what is timed. It prints, per
 size, the wall time, its ratio to local files (goal: within 1.2x, fetching overlapping the
 models) and the peak resident memory (goal: flat in N).
 
-Then the listing rate: for each of ``--list-objects``, that many empty objects are put under a
-prefix and the prefix is listed as a ``folder:`` dataset lists it (one paged ``ListObjectsV2``
-walk, nothing decoded), in a fresh process; the rate gives the time for 1,000,000 objects
-(goal: under 30 s).
+Then the listing: for each of ``--list-objects``, that many one-byte objects are put under a
+prefix and the prefix is listed as a ``folder:`` dataset lists it (``Store.find``: one paged
+``ListObjectsV2`` walk, nothing decoded), in a fresh process, once with the obstore fast path
+and once with s3fs alone (``--list-clients``). Each line gives the wall time, the client's CPU
+time and the server's, so the time for 1,000,000 objects (goal: under 30 s) says whose it is.
+The listing runs against SeaweedFS (``fixtures/seaweedfs_server.py``, ``pip install
+'vitaudit[bench]'``), whose pages cost the same however long the prefix, or against moto
+(``--list-server moto``), which rescans the whole prefix for every 1,000-key page.
 
-Run: ``python benchmarks/bench_sources.py [--sizes 1000 10000] [--list-objects 5000 20000]``.
-The moto server shares this machine's cores with the audit, unlike a real object store.
+Run: ``python benchmarks/bench_sources.py [--sizes 1000 10000] [--list-objects 10000 1000000]``
+(``--sizes`` with no number: the listing only). The servers share this machine's cores with
+the audit and the client, unlike a real object store.
 """
 from __future__ import annotations
 
@@ -114,60 +119,123 @@ import sys, time
 from vitaudit.storage import Store
 store = Store({"endpoint_url": sys.argv[1]})
 t, cpu = time.perf_counter(), time.process_time()
-found = store.find("s3://listing/" + sys.argv[2], (".png",))
+found = store.find(sys.argv[2], (".png",))
 print(len(found), time.perf_counter() - t, time.process_time() - cpu)
 """
+#: How the listing is parsed: ``Store.find``'s obstore fast path, or s3fs alone.
+CLIENTS = {"obstore": "", "s3fs": "s3fs"}
 
 
-def listing_rate(server: S3Server, counts: list[int]) -> list[tuple[int, float, float]]:
-    """For each count: seconds to put that many empty objects under a fresh prefix (through
-    s3fs's batched writes), and to list the prefix as a ``folder:`` dataset does, in another
-    process (so the client does not share this process's interpreter lock with the server)."""
-    import s3fs
-
-    fs = s3fs.S3FileSystem(endpoint_url=server.endpoint)
-    if not fs.exists("listing"):
-        fs.mkdir("listing")
+def listing_rate(server, counts: list[int], clients: list[str], server_cpu) -> list[dict]:
+    """For each count: put that many one-byte objects under a fresh prefix, then list the prefix
+    as a ``folder:`` dataset does (``Store.find``), in another process (so the client does not
+    share this process's interpreter lock with an in-process server), once per client. Records
+    the listing's wall time, the client's CPU time and the server's (``server_cpu()`` before and
+    after), so the million figure can say whose time it is."""
     out = []
     for count in counts:
         t = time.perf_counter()
-        for i in range(0, count, 2000):
-            fs.pipe({f"listing/n{count}/{j % 5}/{j:07d}.png": b"" for j in range(i, min(count, i + 2000))})
+        keys = (f"n{count}/{j % 5}/{j:07d}.png" for j in range(count))
+        put_small(server, "listing", keys)
         put_s = time.perf_counter() - t
-        got = subprocess.run([sys.executable, "-c", LIST, server.endpoint, f"n{count}"], capture_output=True,
-                             text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout.split()
-        assert int(got[0]) == count, (got, count)
-        out.append((count, put_s, float(got[1])))
-        print(f"  {count} objects: put in {put_s:.0f} s, listed in {float(got[1]):.2f} s "
-              f"({count / float(got[1]):,.0f} objects/s; the client's own CPU time {float(got[2]):.2f} s, "
-              f"{count / max(float(got[2]), 1e-9):,.0f} objects per client CPU second)", flush=True)
+        for client in clients:
+            before = server_cpu()
+            got = subprocess.run([sys.executable, "-c", LIST, server.endpoint, f"s3://listing/n{count}"],
+                                 capture_output=True, text=True, check=True,
+                                 env={**os.environ, "PYTHONPATH": str(ROOT), "VITAUDIT_S3_LISTING": CLIENTS[client]}
+                                 ).stdout.split()
+            srv = server_cpu() - before
+            assert int(got[0]) == count, (got, count)
+            wall, cpu = float(got[1]), float(got[2])
+            out.append({"count": count, "client": client, "put": put_s, "wall": wall, "client_cpu": cpu,
+                        "server_cpu": srv})
+            print(f"  {count:>9,} objects, {client:7s}: put in {put_s:5.0f} s, listed in {wall:6.2f} s "
+                  f"({count / wall:9,.0f} objects/s); client CPU {cpu:6.2f} s, server CPU {srv:6.2f} s", flush=True)
     return out
+
+
+def put_small(server, bucket: str, keys) -> None:
+    """One-byte objects (not empty ones: an empty object could be a folder marker, which the
+    fast listing resolves with a HEAD request each) at ``keys``."""
+    if hasattr(server, "put_small"):  # SeaweedFS: through its filer, thousands a second
+        server.put_small(bucket, keys)
+        return
+    import s3fs
+
+    fs = s3fs.S3FileSystem(endpoint_url=server.endpoint)
+    if not fs.exists(bucket):
+        fs.mkdir(bucket)
+    batch: dict[str, bytes] = {}
+    for key in keys:
+        batch[f"{bucket}/{key}"] = b"x"
+        if len(batch) == 2000:
+            fs.pipe(batch)
+            batch = {}
+    if batch:
+        fs.pipe(batch)
+
+
+def listing_section(args: argparse.Namespace) -> None:
+    print(f"listing ({args.list_server}):", flush=True)
+    if args.list_server == "seaweedfs":
+        from seaweedfs_server import SeaweedServer
+
+        server = SeaweedServer().start()
+        server_cpu = server.cpu_seconds
+    else:
+        server = S3Server().start()
+        server_cpu = time.process_time  # moto runs in this process
+    try:
+        rows = listing_rate(server, args.list_objects, args.list_clients, server_cpu)
+    finally:
+        server.stop()
+    for client in args.list_clients:
+        mine = sorted((r for r in rows if r["client"] == client), key=lambda r: r["count"])
+        big = mine[-1]
+        if big["count"] == 1_000_000:
+            print(f"  {client}: 1,000,000 objects listed in {big['wall']:.1f} s (client CPU {big['client_cpu']:.1f} s, "
+                  f"server CPU {big['server_cpu']:.1f} s)", flush=True)
+            continue
+        # A line through the two largest counts: a fixed cost (imports, the client's set-up) plus a
+        # cost per object; extrapolating from one point would charge the fixed cost a million-fold.
+        small = mine[-2] if len(mine) > 1 else {"count": 0, "wall": 0.0, "client_cpu": 0.0, "server_cpu": 0.0}
+        at = {k: small[k] + (big[k] - small[k]) * (1e6 - small["count"]) / (big["count"] - small["count"])
+              for k in ("wall", "client_cpu", "server_cpu")}
+        print(f"  {client}: 1,000,000 objects would list in {at['wall']:.0f} s (linear through {small['count']:,} and "
+              f"{big['count']:,} objects; client CPU {at['client_cpu']:.0f} s, server CPU {at['server_cpu']:.0f} s)",
+              flush=True)
+    if args.list_server == "moto":
+        print("  (moto's time per page grows with the prefix, so its rate falls as the prefix grows)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000])
-    ap.add_argument("--list-objects", type=int, nargs="*", default=[5000, 20000])
+    ap.add_argument("--list-objects", type=int, nargs="*", default=[10000, 100000])
+    ap.add_argument("--list-server", choices=["seaweedfs", "moto"], default=None,
+                    help="the S3 server the listing runs against (default: seaweedfs when installed, else moto)")
+    ap.add_argument("--list-clients", nargs="*", default=list(CLIENTS), choices=list(CLIENTS))
     ap.add_argument("--sources", nargs="*", default=list(SOURCES), help="a subset of: " + ", ".join(SOURCES))
     args = ap.parse_args(argv)
-    server = S3Server().start()
+    if args.list_server is None:
+        from seaweedfs_server import weed_binary
+
+        args.list_server = "seaweedfs" if weed_binary() else "moto"
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     rows = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="vitaudit-bench-sources-") as tmp:
-            for n in args.sizes:
-                print(f"{n} images:", flush=True)
-                rows += run_sources(Path(tmp), n, server, args.sources)
-        if args.list_objects:
-            print("listing:", flush=True)
-            listed = listing_rate(server, args.list_objects)
-            count, _, seconds = listed[-1]
-            print(f"  at {count / seconds:,.0f} objects/s, 1,000,000 objects would list in {1e6 / count * seconds:.0f} s "
-                  "(linear extrapolation; moto's time per page grows with the prefix, so the rate falls as it "
-                  "grows, and the client's CPU time above is what vitaudit itself spends)", flush=True)
-    finally:
-        server.stop()
-    print("\n| source | images | wall (s) | vs local files | peak RSS (MB) |\n|---|---|---|---|---|")
+    if args.sizes:
+        server = S3Server().start()
+        try:
+            with tempfile.TemporaryDirectory(prefix="vitaudit-bench-sources-") as tmp:
+                for n in args.sizes:
+                    print(f"{n} images:", flush=True)
+                    rows += run_sources(Path(tmp), n, server, args.sources)
+        finally:
+            server.stop()
+    if args.list_objects:
+        listing_section(args)
+    if rows:
+        print("\n| source | images | wall (s) | vs local files | peak RSS (MB) |\n|---|---|---|---|---|")
     for r in rows:
         local = next((x for x in rows if x["n"] == r["n"] and x["source"] == "local files"), r)
         print(f"| {r['source']} | {r['n']} | {r['wall']:.1f} | {r['wall'] / local['wall']:.2f}x | {r['rss']:.0f} |"

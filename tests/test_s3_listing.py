@@ -25,13 +25,15 @@ from s3_server import ENV, S3Server  # noqa: E402
 
 # Folder markers (keys ending in "/", as the S3 console and s3fs.mkdir make them, one of them the
 # listed folder's own), an empty object, an object "both" beside a marker "both/", names with
-# spaces, unicode, "%", "+" and an upper-case suffix, folders three deep, and a sibling prefix
+# spaces, unicode, "%", "+", "#", brackets and an upper-case suffix (empty ones among them, which
+# the fast path resolves with HEAD requests), folders three deep, and a sibling prefix
 # ("valx/") that a listing of "val" must not include.
 KEYS = ["val/", "val/a.png", "val/b.jpg", "val/notes.txt", "val/cat/", "val/cat/001.png", "val/cat/002.PNG",
         "val/cat/deep/er/003.png", "val/dog/004.png", "val/empty-folder/", "val/empty.png", "val/both",
         "val/both/", "val/both/005.png", "val/space name.png", "val/ünï.png", "val/pct%20x.png", "val/plus+x.png",
-        "valx/other.png", "top.png"]
-EMPTY = {"val/", "val/cat/", "val/empty-folder/", "val/empty.png", "val/both/"}
+        "val/odd #%[x]~{y}.png", "val/odd dir%25 #/", "val/odd dir%25 #/in.png", "valx/other.png", "top.png"]
+EMPTY = {"val/", "val/cat/", "val/empty-folder/", "val/empty.png", "val/both/", "val/odd #%[x]~{y}.png",
+         "val/odd dir%25 #/"}
 SUFFIXES = [None, (".png",), (".png", ".jpg", ".jpeg")]
 
 
@@ -81,14 +83,15 @@ def test_what_the_listing_holds(s3: S3Server, monkeypatch) -> None:
     store = Store({"endpoint_url": s3.endpoint})
     assert store.find("s3://listing/val", (".png",)) == [
         "a.png", "both/005.png", "cat/001.png", "cat/002.PNG", "cat/deep/er/003.png", "dog/004.png", "empty.png",
-        "pct%20x.png", "plus+x.png", "space name.png", "ünï.png"]
+        "odd #%[x]~{y}.png", "odd dir%25 #/in.png", "pct%20x.png", "plus+x.png", "space name.png", "ünï.png"]
     everything = store.find("s3://listing/val")
-    assert {"", "cat/", "empty-folder/", "both", "both/", "notes.txt"} <= set(everything)  # markers as s3fs names them
+    assert {"", "cat/", "empty-folder/", "both", "both/", "notes.txt", "odd dir%25 #/"} <= set(everything)  # markers as s3fs names them
     assert not any(r.startswith("x/") or r == "other.png" for r in everything)  # not the sibling prefix valx/
     assert len(store.find("s3://pages/p", (".png",))) == 1050
 
 
-@pytest.mark.parametrize("uri", ["s3://listing/nothing-here", "s3://listing/val/a.png", "s3://listing/val/empty-folder"])
+@pytest.mark.parametrize("uri", ["s3://listing/nothing-here", "s3://listing/val/a.png",
+                                 "s3://listing/val/empty-folder"])
 def test_an_empty_prefix_or_a_single_object_lists_as_s3fs_lists_it(s3: S3Server, uri: str, monkeypatch) -> None:
     fast, slow = both(Store({"endpoint_url": s3.endpoint}), uri, None, monkeypatch)
     assert fast == slow
