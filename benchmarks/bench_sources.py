@@ -12,11 +12,12 @@ models) and the peak resident memory (goal: flat in N).
 Then the listing: for each of ``--list-objects``, that many one-byte objects are put under a
 prefix and the prefix is listed as a ``folder:`` dataset lists it (``Store.find``: one paged
 ``ListObjectsV2`` walk, nothing decoded), in a fresh process, once with the obstore fast path
-and once with s3fs alone (``--list-clients``). Each line gives the wall time, the client's CPU
-time and the server's, so the time for 1,000,000 objects (goal: under 30 s) says whose it is.
-The listing runs against SeaweedFS (``fixtures/seaweedfs_server.py``, ``pip install
-'vitaudit[bench]'``), whose pages cost the same however long the prefix, or against moto
-(``--list-server moto``), which rescans the whole prefix for every 1,000-key page.
+and once with s3fs alone (``--list-clients``; ``botocore``: its raw paginator, for comparison).
+Each line gives the wall time, the client's CPU time and the server's, so the time for
+1,000,000 objects (goal: under 30 s) says whose it is. The listing runs against SeaweedFS
+(``fixtures/seaweedfs_server.py``, ``pip install 'vitaudit[bench]'``), whose pages cost the same
+however long the prefix, or against moto (``--list-server moto``), which rescans the whole
+prefix for every 1,000-key page.
 
 Run: ``python benchmarks/bench_sources.py [--sizes 1000 10000] [--list-objects 10000 1000000]``
 (``--sizes`` with no number: the listing only). The servers share this machine's cores with
@@ -116,14 +117,21 @@ def run_sources(tmp: Path, n: int, server: S3Server, names: list[str]) -> list[d
 
 LIST = """\
 import sys, time
+import botocore.session
 from vitaudit.storage import Store
-store = Store({"endpoint_url": sys.argv[1]})
 t, cpu = time.perf_counter(), time.process_time()
-found = store.find(sys.argv[2], (".png",))
+if sys.argv[3] == "botocore":  # the raw paginator: what any botocore-based client pays at least
+    bucket, prefix = sys.argv[2][len("s3://"):].split("/", 1)
+    s3 = botocore.session.get_session().create_client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
+    found = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
+             for o in page.get("Contents", ())]
+else:
+    found = Store({"endpoint_url": sys.argv[1]}).find(sys.argv[2], (".png",))
 print(len(found), time.perf_counter() - t, time.process_time() - cpu)
 """
-#: How the listing is parsed: ``Store.find``'s obstore fast path, or s3fs alone.
-CLIENTS = {"obstore": "", "s3fs": "s3fs"}
+#: How the listing is parsed: ``Store.find``'s obstore fast path, ``Store.find`` with s3fs alone,
+#: or botocore's own paginator (not vitaudit's code: the floor for any botocore-based client).
+CLIENTS = {"obstore": "", "s3fs": "s3fs", "botocore": ""}
 
 
 def listing_rate(server, counts: list[int], clients: list[str], server_cpu) -> list[dict]:
@@ -140,7 +148,7 @@ def listing_rate(server, counts: list[int], clients: list[str], server_cpu) -> l
         put_s = time.perf_counter() - t
         for client in clients:
             before = server_cpu()
-            got = subprocess.run([sys.executable, "-c", LIST, server.endpoint, f"s3://listing/n{count}"],
+            got = subprocess.run([sys.executable, "-c", LIST, server.endpoint, f"s3://listing/n{count}", client],
                                  capture_output=True, text=True, check=True,
                                  env={**os.environ, "PYTHONPATH": str(ROOT), "VITAUDIT_S3_LISTING": CLIENTS[client]}
                                  ).stdout.split()
@@ -214,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list-objects", type=int, nargs="*", default=[10000, 100000])
     ap.add_argument("--list-server", choices=["seaweedfs", "moto"], default=None,
                     help="the S3 server the listing runs against (default: seaweedfs when installed, else moto)")
-    ap.add_argument("--list-clients", nargs="*", default=list(CLIENTS), choices=list(CLIENTS))
+    ap.add_argument("--list-clients", nargs="*", default=["obstore", "s3fs"], choices=list(CLIENTS))
     ap.add_argument("--sources", nargs="*", default=list(SOURCES), help="a subset of: " + ", ".join(SOURCES))
     args = ap.parse_args(argv)
     if args.list_server is None:
