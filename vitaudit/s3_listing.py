@@ -185,7 +185,7 @@ def store_kwargs(bucket: str, options: Mapping[str, Any]) -> dict | None:
     retries = (config.get("retries") or {}).get("max_attempts")
     kwargs["retry_config"] = {
         "max_retries": max(0, int(retries) - 1) if retries is not None else 2,
-        "retry_timeout": _dt.timedelta(seconds=30),
+        "retry_timeout": _dt.timedelta(seconds=10),  # then s3fs tries, with its own retries
         "backoff": {"init_backoff": _dt.timedelta(milliseconds=100), "max_backoff": _dt.timedelta(seconds=2),
                     "base": 2},
     }
