@@ -130,7 +130,7 @@ L = 6  # the first line of the dataset body
 @pytest.mark.parametrize("body, expected", [
     ("s: {folder: data, sampel: 3}",
      [(L, "unknown key 'sampel' in dataset 's' (did you mean 'sample'?); keys: folder, coco, voc, csv, parquet, "
-          "hf, webdataset, images, labels, regions, sample, seed, on_error, storage_options, cache, columns, classes, "
+          "hf, webdataset, images, labels, regions, sample, seed, on_error, storage_options, cache, retry_for, columns, classes, "
           "box_format")]),
     ("s: {folder: nope}",
      [(L, "dataset 's': dataset folder not found: nope (looked for {root}/nope)")]),

@@ -26,7 +26,7 @@ NO_SOURCE = ("image 'goat' needs 'path' (a file, relative to the audit file) or 
              "(a scikit-image sample such as chelsea)")
 UNKNOWN_PRETRAIND = f"unknown key 'pretraind' in model 'resnet' (did you mean 'pretrained'?); {MODEL_KEYS}"
 UNKNOWN_REGOINS = ("unknown key 'regoins' in image 'goat' (did you mean 'regions'?); keys: path, skimage, regions, "
-                   "storage_options, cache")
+                   "storage_options, cache, retry_for")
 UNKNOWN_UNIT = "unknown key 'unit' in region 'head' (did you mean 'units'?); keys: box, polygon, mask, units"
 NO_SKIMAGE = ("unknown scikit-image sample 'chelsae' (did you mean 'chelsea'?); "
               "e.g. astronaut, camera, cat, chelsea, coffee, horse, rocket")
