@@ -78,8 +78,8 @@ for a in range(0, n, batch):   # what the actors send back, one batch of the pas
         rows.add(i, -1, None, None, None, "10.0.0.1 node abcdef01 pid 1 cuda:0")
         for k in range(len(exps)):
             x = float(rng.random())
-            rows.add(i, k, None if i % 997 == 0 else x, (x > 0.1) if exps[k].aggregate in ("share", "accuracy") else None,
-                     "no signal" if i % 997 == 0 else None)
+            check = (x > 0.1) if exps[k].aggregate in ("share", "accuracy") else None
+            rows.add(i, k, None if i % 997 == 0 else x, check, "no signal" if i % 997 == 0 else None)
     arrays = rows.arrays()
     values += len(arrays["index"]) - (min(a + batch, n) - a)
     t1 = time.perf_counter()

@@ -126,7 +126,7 @@ def _order(c: ImageValues, op: str | None) -> np.ndarray:
     sign = 1.0 if higher_is_better(op) else -1.0
     failed = np.where(c.passed == 0, 0, 1)
     missing = c.has_value.astype(np.int8)
-    score = np.where(c.has_value, sign * np.where(c.has_value, c.value, 0.0), 0.0)
+    score = sign * np.where(c.has_value, c.value, 0.0)
     return np.lexsort((c.index, score, missing, failed))
 
 

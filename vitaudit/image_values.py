@@ -81,7 +81,8 @@ class ImageValues:
 
     @classmethod
     def of(cls, values: Sequence[ImageValue] | "ImageValues") -> "ImageValues":
-        """``values`` as columns (as they are when they already are)."""
+        """``values`` as columns, in dataset order (as they are when they already are). Records
+        are of distinct images (one per image, as a pass makes them): each keeps its own name and label."""
         if isinstance(values, ImageValues):
             return values
         b = ValuesBuilder()

@@ -67,7 +67,8 @@ class PerImage(Sequence):
     def __init__(self, images: Sequence[str], value: np.ndarray, has_value: np.ndarray, passed: np.ndarray) -> None:
         n = len(images)
         if not (len(value) == len(has_value) == len(passed) == n):
-            raise ValueError(f"per-image columns of different lengths: {n}, {len(value)}, {len(has_value)}, {len(passed)}")
+            raise ValueError(f"per-image columns of different lengths: {n}, {len(value)}, {len(has_value)}, "
+                             f"{len(passed)}")
         self.images = images
         self.value = _frozen(np.asarray(value, dtype=np.float64))
         self.has_value = _frozen(np.asarray(has_value, dtype=bool))
