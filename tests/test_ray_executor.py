@@ -182,8 +182,8 @@ def test_the_driver_takes_each_row_once_and_only_rows_of_the_pass() -> None:
     an image or an expectation the pass does not have is left out, and what is missing is known."""
     from types import SimpleNamespace
 
-    from vitaudit.aggregate import ImageValue
     from vitaudit.audit.ray_pass import Collected, Rows
+    from vitaudit.image_values import ImageValue
     from vitaudit.datasets.base import Dataset, Sample
 
     samples = tuple(Sample(i, f"/d/{i}.png", f"{i}.png", "cat") for i in range(5))
@@ -198,7 +198,7 @@ def test_the_driver_takes_each_row_once_and_only_rows_of_the_pass() -> None:
     got.add(rows.arrays())
     assert (got.done, got.duplicates, got.strays) == (2, 3, 4)
     assert got.unreadable == [(1, "1.png", "cannot read")] and got.workers == {"10.0.0.1 node x pid 9 cpu"}
-    assert got.values == [[ImageValue(0, "0.png", 0.5, True, "cat"), ImageValue(1, "1.png", 1.5, True, "cat")],
+    assert [list(got.image_values(k)) for k in range(2)] == [[ImageValue(0, "0.png", 0.5, True, "cat"), ImageValue(1, "1.png", 1.5, True, "cat")],
                           [ImageValue(0, "0.png", None, False, "cat", "no signal"),
                            ImageValue(1, "1.png", None, False, "cat", "no signal")]]
     assert got.missing(0, 5) == [2, 3, 4]

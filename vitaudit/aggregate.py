@@ -1,8 +1,9 @@
 """Aggregate verdicts over a dataset: per-image values in, one number and a verdict out.
 
-Pure functions over :class:`ImageValue` lists, independent of models and pytest, so values
-computed on different shards (processes, GPUs, machines) merge by concatenation in any
-order (:func:`merge`) before aggregating.
+Pure functions over per-image values, independent of models and pytest, so values computed on
+different shards (processes, GPUs, machines) merge by concatenation in any order (:func:`merge`)
+before aggregating. They take :class:`~vitaudit.image_values.ImageValues` (a pass's columns) or a
+list of :class:`ImageValue` records alike, and read columns (a list is made columns first).
 
 - ``mean | median | min | max | p<N>``: of the images that have a value; ``op``/``threshold``
   apply to the result.
@@ -21,27 +22,12 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .image_values import ImageValue, ImageValues
 from .intervals import DEFAULT_LEVEL, Interval, interval_of
 
 OPS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt,
                                                   "<=": operator.le}
 _PERCENTILE = re.compile(r"^p(?P<q>[0-9.]+)$")
-
-
-@dataclass(frozen=True, slots=True)  # slots: a million-image pass holds millions of these
-class ImageValue:
-    """One image's measurement for one expectation.
-
-    ``value`` is the per-image number (``None`` when it could not be measured, see ``error``);
-    ``passed`` the per-image check (``None`` for aggregate words, which have none).
-    """
-
-    index: int  # the image's position in the dataset: the merge order
-    image: str  # path relative to the audit file
-    value: float | None
-    passed: bool | None
-    label: str | None = None
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,10 +85,12 @@ def verdict(kind: str, values: Sequence[ImageValue], op: str | None, threshold: 
     fails when there is no interval. Without it the point value decides, and ``within_noise``
     says when the threshold lies inside the interval.
     """
-    n = len(values)
-    measured = [v.value for v in values if v.value is not None and math.isfinite(v.value)]
-    checks = [v.passed for v in values if v.passed is not None]
-    share_passing = (sum(1 for v in values if v.passed) / n) if n and (checks or kind in ("share", "accuracy")) else None
+    c = ImageValues.of(values)
+    n = len(c)
+    measured = c.value[c.has_value & np.isfinite(c.value)]
+    n_passing = int((c.passed == 1).sum())
+    checks = bool((c.passed >= 0).any())
+    share_passing = (n_passing / n) if n and (checks or kind in ("share", "accuracy")) else None
     if kind == "share":
         if share is None:
             raise ValueError("a share aggregate needs the share of images that must pass")
@@ -114,7 +102,6 @@ def verdict(kind: str, values: Sequence[ImageValue], op: str | None, threshold: 
     else:
         value = aggregate_value(kind, measured)
         passed = value is not None and OPS[str(op)](value, float(threshold))  # type: ignore[arg-type]
-    n_passing = sum(1 for v in values if v.passed)
     interval = interval_of(kind, measured, n_passing, n, confidence or DEFAULT_LEVEL) if value is not None else None
     bar_op, bar = (">=", share) if kind == "share" else (op, threshold)
     within_noise = False
@@ -133,17 +120,20 @@ def higher_is_better(op: str | None) -> bool:
     return op not in ("<", "<=", "misses")
 
 
+def _order(c: ImageValues, op: str | None) -> np.ndarray:
+    """Positions of ``c``, worst first: failing images, then those without a value, then by value
+    towards failing, then by dataset index."""
+    sign = 1.0 if higher_is_better(op) else -1.0
+    failed = np.where(c.passed == 0, 0, 1)
+    missing = c.has_value.astype(np.int8)
+    score = sign * np.where(c.has_value, c.value, 0.0)
+    return np.lexsort((c.index, score, missing, failed))
+
+
 def ranked(values: Sequence[ImageValue], op: str | None) -> list[ImageValue]:
     """Worst first: failing images, then those without a value, then by value towards failing."""
-    sign = 1.0 if higher_is_better(op) else -1.0
-
-    def badness(v: ImageValue) -> tuple:
-        failed = 0 if v.passed is False else 1
-        missing = 0 if v.value is None else 1
-        score = sign * v.value if v.value is not None else 0.0
-        return (failed, missing, score, v.index)
-
-    return sorted(values, key=badness)
+    c = ImageValues.of(values)
+    return [c[int(i)] for i in _order(c, op)]
 
 
 def worst_and_best(values: Sequence[ImageValue], op: str | None, worst: int = 6,
@@ -152,24 +142,27 @@ def worst_and_best(values: Sequence[ImageValue], op: str | None, worst: int = 6,
 
     The best never include an image whose own check failed. ``yes_no``: the per-image value is
     1 or 0 (the pointing game's hit), so an image is either good or bad: the worst are only bad
-    ones and the best only good ones, however few there are of either.
+    ones and the best only good ones, however few there are of either. Only the chosen images
+    are made records.
     """
-    order = ranked(values, op)
-    good = 1.0 if higher_is_better(op) else 0.0
-
-    def is_good(v: ImageValue) -> bool:
-        return v.passed is not False and v.value is not None and (not yes_no or v.value == good)
-
-    low = [v for v in order if not is_good(v)][:worst] if yes_no else order[:worst]
-    taken = {v.index for v in low}
-    high = [v for v in reversed(order) if v.index not in taken and is_good(v)][:best]
-    return low, high
+    c = ImageValues.of(values)
+    order = _order(c, op)
+    good = (c.passed != 0) & c.has_value
+    if yes_no:
+        good &= c.value == (1.0 if higher_is_better(op) else 0.0)
+    low = order[~good[order]][:worst] if yes_no else order[:worst]
+    taken = np.zeros(len(c), dtype=bool)
+    taken[low] = True
+    rev = order[::-1]
+    high = rev[good[rev] & ~taken[rev]][:best]
+    return [c[int(i)] for i in low], [c[int(i)] for i in high]
 
 
 def histogram(values: Sequence[ImageValue], marks: Sequence[float | None] = (), bins: int = 20
               ) -> tuple[list[float], list[int]]:
     """Edges and counts of the per-image values; the range covers ``marks`` (thresholds) too."""
-    data = np.asarray([v.value for v in values if v.value is not None and math.isfinite(v.value)], dtype=np.float64)
+    c = ImageValues.of(values)
+    data = c.value[c.has_value & np.isfinite(c.value)]
     points = [float(m) for m in marks if m is not None and math.isfinite(m)]
     if not data.size:
         return [], []
@@ -183,10 +176,6 @@ def histogram(values: Sequence[ImageValue], marks: Sequence[float | None] = (), 
     return [float(e) for e in edges], [int(c) for c in counts]
 
 
-def by_group(values: Sequence[ImageValue]) -> dict[str, list[ImageValue]]:
+def by_group(values: Sequence[ImageValue]) -> dict[str, ImageValues]:
     """Per-image values split by label (sorted by label; unlabelled images are left out)."""
-    groups: dict[str, list[ImageValue]] = {}
-    for v in values:
-        if v.label is not None:
-            groups.setdefault(v.label, []).append(v)
-    return dict(sorted(groups.items()))
+    return ImageValues.of(values).by_label()

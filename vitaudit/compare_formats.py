@@ -157,7 +157,9 @@ def to_markdown(cmp: Comparison, title: str = "vitaudit: changes since the previ
 
 # ------------------------------------------------------------------ json
 def to_json(cmp: Comparison) -> str:
-    return json.dumps(cmp.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    from .per_image import plain  # per-image lists read from audit.values.parquet are columns
+
+    return json.dumps(cmp.to_dict(), indent=2, ensure_ascii=False, allow_nan=False, default=plain) + "\n"
 
 
 def render(cmp: Comparison, fmt: str = "text") -> str:

@@ -85,7 +85,11 @@ def location_interval(kind: str, values: Sequence[float], level: float = DEFAULT
                       seed: int = DEFAULT_SEED) -> Interval | None:
     """An interval for the ``mean``/``median``/``p<N>`` of ``values`` (``None`` for fewer than two
     values, and for ``min``/``max``)."""
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    if isinstance(values, np.ndarray):  # a pass's column: no Python float per value
+        x = values.astype(np.float64, copy=False)
+        x = x[np.isfinite(x)]
+    else:
+        x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
     if x.size < 2 or not has_interval(kind) or kind in ("share", "accuracy"):
         return None
     if float(x.min()) == float(x.max()):

@@ -1,7 +1,9 @@
 """Plain data that crosses from the audit run to the report.
 
 Everything here is JSON-serialisable (``to_dict`` / ``from_dict``) because results travel
-between pytest-xdist workers and the controller, and end up in ``reports/audit.json``.
+between pytest-xdist workers and the controller, and end up in ``reports/audit.json``; the one
+exception is a dataset aggregate's ``per_image``, a :class:`~vitaudit.per_image.PerImage` (columns
+read as dicts) that ``to_dict`` shares as it is and the plugin makes plain lists for xdist.
 Pictures are already encoded (``data:image/...;base64,...`` URIs) by the time they get
 here, so the reporter only lays them out.
 """
@@ -9,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
+
+from .per_image import PerImage, is_plain_per_image
 
 #: Outcomes an expectation can end with (pytest's words, so CI dashboards read them as such).
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
@@ -131,12 +135,13 @@ class ExpectationResult:
     # Dataset expectations (``image`` is then None): one result per aggregate (per class with
     # ``per class``). ``aggregate``: mean | median | min | max | p<N> | share | accuracy;
     # ``value``/``op``/``threshold`` are the aggregate's; ``per_image`` lists every image counted
-    # as ``{"image": path relative to the audit file, "value": float | None, "passed": bool | None}``.
+    # as ``{"image": path relative to the audit file, "value": float | None, "passed": bool | None}``:
+    # a list of such dicts, or (from a pass) a PerImage, the same read from columns (vitaudit.per_image).
     dataset: str | None = None
     aggregate: str | None = None
     group: str | None = None  # the class, for per-class items
     n_images: int | None = None
-    per_image: list[dict[str, Any]] | None = None
+    per_image: Sequence[dict[str, Any]] | None = None
     aggregate_view: AggregateView | None = None
     # The aggregate's confidence interval (vitaudit.intervals): ends, level (0.95) and how it was made
     # (bca, t, order-statistic, percentile, wilson, constant); None where there is none (min, max, one image).
@@ -156,6 +161,8 @@ class ExpectationResult:
         if data.get("topk") is not None:
             data["topk"] = [Prediction(**p) for p in data["topk"]]
         data["panels"] = [Panel(**p) for p in data.get("panels", [])]
+        if is_plain_per_image(data.get("per_image")):  # columns, as pytest-xdist carried them
+            data["per_image"] = PerImage.from_plain(data["per_image"])
         if data.get("aggregate_view") is not None:
             data["aggregate_view"] = AggregateView.from_dict(data["aggregate_view"])
         return cls(**data)

@@ -9,9 +9,10 @@ kept. The commonest metrics are measured for the whole batch at once on the mode
 Maps are dropped with their batch; the report's few example pictures are recomputed afterwards.
 
 :func:`measure_shard` is the unit of work: a function from a shard of samples to per-image
-values (:class:`~vitaudit.aggregate.ImageValue`) that merge in any order, so a distributed
+values (:class:`~vitaudit.image_values.ImageValue`) that merge in any order, so a distributed
 engine (Ray Data's ``map_batches`` over GPU workers, say) can spread one dataset across
-machines by calling it on each shard and concatenating the results.
+machines by calling it on each shard and concatenating the results. The pass keeps them as
+columns (:class:`~vitaudit.image_values.ImageValues`), not as a record per image.
 """
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from vitaudit.aggregate import OPS, ImageValue, merge
+from vitaudit.aggregate import OPS
 from vitaudit.batching import ItemFailure
+from vitaudit.image_values import ImageValue, ImageValues, ValuesBuilder
 
 from .dataset_quick import batch_values
 from .evaluate import Evaluation, Evaluator
@@ -54,10 +56,10 @@ class ShardValues:
 
 @dataclass
 class DatasetRun:
-    """The finished pass: merged per-image values, problems, and timing."""
+    """The finished pass: merged per-image values (columns in dataset order), problems, and timing."""
 
     dataset: "Dataset"
-    values: dict[str, list[ImageValue]]
+    values: dict[str, ImageValues]
     unreadable: list[tuple[int, str, str]]
     problems: dict[str, BaseException]  # expectation id -> what stops it on every image (bad method, model load)
     seconds: float
@@ -322,13 +324,17 @@ def run_dataset(evaluator: Evaluator, dataset: "Dataset", expectations: Sequence
     batch_size = batch_size_for(plan, batch_size)
     finish_warm_imports()
     sample_ev = SampleEvaluator(evaluator, plan, dataset)
-    total = ShardValues({exp.id: [] for exp in plan.active})
+    builders = {exp.id: ValuesBuilder() for exp in plan.active}
+    unreadable: list[tuple[int, str, str]] = []
     done = 0
     if plan.active:
         for samples, images in decoded(dataset.samples, batch_size):
-            total.extend(measure_shard(sample_ev, samples, images))
+            shard = measure_shard(sample_ev, samples, images)
+            for key, vals in shard.values.items():
+                builders[key].add_records(vals)
+            unreadable.extend(shard.unreadable)
             done += len(samples)
             if progress is not None:
                 progress(done, len(dataset.samples))
-    values = {key: merge(vals) for key, vals in total.values.items()}
-    return DatasetRun(dataset, values, sorted(total.unreadable), plan.problems, time.perf_counter() - start)
+    values = {key: b.build(dataset.samples) for key, b in builders.items()}
+    return DatasetRun(dataset, values, sorted(unreadable), plan.problems, time.perf_counter() - start)

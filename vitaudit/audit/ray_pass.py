@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from vitaudit.aggregate import ImageValue, merge
+from vitaudit.image_values import ImageValues, ValuesBuilder
 
 from .dataset_pass import DatasetRun, Plan, SampleEvaluator, ShardValues, batch_size_for, decoded, measure_shard
 from .ray_cluster import Cluster, Pool, RayOptions, connect, pool, quiet_warnings
@@ -226,7 +226,7 @@ class Collected:
         self.exps = list(exps)
         self.seen = np.zeros(n, dtype=bool)
         self.seen_exp = np.zeros((len(self.exps), n), dtype=bool)
-        self.values: list[list[ImageValue]] = [[] for _ in self.exps]
+        self.values = [ValuesBuilder() for _ in self.exps]  # columns, per expectation
         self.unreadable: list[tuple[int, str, str]] = []
         self.workers: set[str] = set()
         self.done = 0
@@ -254,16 +254,13 @@ class Collected:
             if cause is not None:
                 self.unreadable.append((int(index[j]), self.samples[index[j]].name, cause))
         value, has, passed = batch["value"], batch["has_value"], batch["passed"]
-        samples = self.samples
         for k in np.unique(exp[rows][exp[rows] >= 0]):
             sel = rows[exp[rows] == k]
             sel = sel[self._first(self.seen_exp[k], index[sel])]
             self.seen_exp[k][index[sel]] = True
-            self.values[k].extend(
-                ImageValue(i, samples[i].name, v if h else None, None if p < 0 else p == 1, samples[i].label,
-                           _text(e))
-                for i, v, h, p, e in zip(index[sel].tolist(), value[sel].tolist(), has[sel].tolist(),
-                                         passed[sel].tolist(), error[sel].tolist()))
+            has_k = np.asarray(has[sel], dtype=bool)
+            self.values[k].add(index[sel], np.where(has_k, np.asarray(value[sel], dtype=np.float64), np.nan), has_k,
+                               np.asarray(passed[sel], dtype=np.int8), error[sel])
 
     def _first(self, seen: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Which of ``idx`` are new: not seen before, and the first of their repeats in ``idx``."""
@@ -296,6 +293,11 @@ class Collected:
             if _counted(exp, s):
                 rows.add(index, k, None, False, cause)
         self.add(rows.arrays())
+
+    def image_values(self, k: int) -> ImageValues:
+        """The values of the pass's ``k``-th expectation, as columns in dataset order (once: the
+        builder hands its chunks over)."""
+        return self.values[k].build(self.samples)
 
     def missing(self, lo: int, hi: int) -> list[int]:
         return (lo + np.flatnonzero(~self.seen[lo:hi])).tolist()
@@ -392,7 +394,7 @@ def run_dataset_ray(evaluator: "Evaluator", dataset: "Dataset", expectations: Se
         ray.kill(ledger)
     except Exception:  # noqa: BLE001 - the ledger is gone with its cluster
         pass
-    values = {e.id: merge(got.values[k]) for k, e in enumerate(exps)}
+    values = {e.id: got.image_values(k) for k, e in enumerate(exps)}
     return DatasetRun(dataset, values, sorted(got.unreadable), plan.problems, time.perf_counter() - start,
                       executor="ray", address=cluster.address, workers=sorted(got.workers))
 

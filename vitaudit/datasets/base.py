@@ -8,8 +8,10 @@ paths and annotations, never 10,000 masks.
 """
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -17,6 +19,28 @@ import numpy as np
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 OnError = Literal["fail", "skip"]
+
+
+class _NoRegions(Mapping):
+    """The empty, read-only regions that samples without any share (one object, also unpickled)."""
+
+    def __getitem__(self, key: str):
+        raise KeyError(key)
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+    def __reduce__(self) -> str:
+        return "_NO_REGIONS"
+
+
+_NO_REGIONS = _NoRegions()
 
 
 class DatasetError(ValueError):
@@ -53,7 +77,7 @@ class ImageSource(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million-image dataset holds a million of these
 class Sample:
     """One image of a dataset.
 
@@ -69,6 +93,14 @@ class Sample:
     label: str | None = None
     regions: Mapping[str, RegionSource] = field(default_factory=dict, hash=False, compare=False)
     source: ImageSource | None = field(default=None, hash=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # A large dataset holds one of these per image: its (few) labels are shared rather than
+        # repeated, and so is an empty set of regions (read-only, so no sample can fill another's).
+        if isinstance(self.label, str):
+            object.__setattr__(self, "label", sys.intern(self.label))
+        if not self.regions and type(self.regions) is dict:
+            object.__setattr__(self, "regions", _NO_REGIONS)
 
 
 @dataclass(frozen=True)

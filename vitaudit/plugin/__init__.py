@@ -161,8 +161,20 @@ def pytest_report_to_serializable(config: pytest.Config, report):
     data = yield
     payload = getattr(report, "vitaudit", None)
     if data is not None and payload:
-        data["vitaudit"] = payload
+        data["vitaudit"] = _plain_payload(payload)
     return data
+
+
+def _plain_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with per-image columns (:class:`~vitaudit.per_image.PerImage`) as plain lists,
+    which pytest-xdist can send (``ExpectationResult.from_dict`` makes them columns again)."""
+    from vitaudit.per_image import PerImage
+
+    results = payload.get("results")
+    if not results or not any(isinstance(r.get("per_image"), PerImage) for r in results):
+        return payload
+    return {**payload, "results": [{**r, "per_image": r["per_image"].to_plain()}
+                                   if isinstance(r.get("per_image"), PerImage) else r for r in results]}
 
 
 @pytest.hookimpl(wrapper=True)

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any, Iterator
 import pytest
 
 from vitaudit.audit.session import AuditFailure, AuditInputError
+from vitaudit.image_values import ImageValues
 
 from .collect import AuditItem
 
 if TYPE_CHECKING:
-    from vitaudit.aggregate import ImageValue, Verdict
+    from vitaudit.aggregate import Verdict
     from vitaudit.datasets.base import Dataset
     from vitaudit.spec import Expectation
 
@@ -98,12 +99,11 @@ class AggregateItem(AuditItem):
             problem = run.problems.get(exp.id)
             if problem is not None:
                 raise problem
-            values = run.values.get(exp.id, [])
+            values = ImageValues.of(run.values.get(exp.id, []))
             if self.group is not None:
-                values = [v for v in values if v.label == self.group]
+                values = values.of_label(self.group)
             unreadable = self._unreadable(run)
-            measured = [v for v in values if v.error is None]
-            if values and not measured:  # the same problem on every image: one clear error
+            if len(values) and values.n_errors == len(values):  # the same problem on every image: one clear error
                 first = values[0]
                 raise AuditInputError(f"none of its {len(values)} images could be measured; "
                                       f"first, {first.image}: {first.error}")
@@ -121,8 +121,7 @@ class AggregateItem(AuditItem):
 
                 v = _replace(v, within_noise=False)
             if recording:
-                self._value_store().record(self._key(), v.value, per_image=[{"image": x.image, "value": x.value}
-                                                                       for x in values],
+                self._value_store().record(self._key(), v.value, per_image=values.per_image(),
                                            ci=v.interval.half_width if v.interval is not None else
                                            (0.0 if v.value is not None else None))  # no interval: no margin
         except AuditInputError as exc:
@@ -186,7 +185,7 @@ class AggregateItem(AuditItem):
         named = "; ".join(f"{name} ({cause})" for _, name, cause in bad[:NAMED])
         return f"{head}: {named}{more}"
 
-    def aggregate_sentence(self, run: "DatasetRun", values: list["ImageValue"], v: "Verdict",
+    def aggregate_sentence(self, run: "DatasetRun", values: ImageValues, v: "Verdict",
                            exp: "Expectation") -> str:
         from vitaudit.aggregate import worst_and_best
         from vitaudit.verdict_text import aggregate_summary
@@ -210,7 +209,7 @@ class AggregateItem(AuditItem):
         if shown:
             said += f"; worst: {', '.join(shown)}"
         if v.n_missing:
-            first = next(x for x in values if x.value is None)
+            first = values.first(~values.has_value)
             said += f"; {v.n_missing} without a value (first: {first.image}: {first.error})"
         skipped = self._skipped(run)
         if skipped:

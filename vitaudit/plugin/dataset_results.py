@@ -3,7 +3,7 @@
 Everything an aggregate card shows is decided here, in the worker: the histogram, the
 per-class rows and the few example pictures (the worst and the best images, recomputed one
 small batch at a time: the pass keeps no maps). ``per_image`` lists every image counted, for
-``audit.json``.
+``audit.json``: a :class:`~vitaudit.per_image.PerImage` view of the pass's columns, not a dict per image.
 """
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from vitaudit.aggregate import by_group, histogram, verdict, worst_and_best
 from vitaudit.batching import ItemFailure
+from vitaudit.image_values import ImageValues
 from vitaudit.results import AggregateView, ClassRow, Example, Panel
 
 if TYPE_CHECKING:
-    from vitaudit.aggregate import ImageValue, Verdict
+    from vitaudit.aggregate import Verdict
 
     from .nodes import AggregateNode, FileNode
     from vitaudit.audit.dataset_pass import DatasetRun
@@ -27,14 +28,14 @@ LISTED = 20
 
 
 def fill(result: dict[str, Any], item: "AggregateNode", audit_file: "FileNode", run: "DatasetRun",
-         values: list["ImageValue"], v: "Verdict", exp) -> None:
+         values: ImageValues, v: "Verdict", exp) -> None:
     """``exp``: the item's expectation, its threshold resolved when it is relative."""
     share = exp.aggregate == "share"
     result["value"] = v.value
     result["n_images"] = v.n_images
     result["op"] = ">=" if share else exp.op
     result["threshold"] = exp.share if share else exp.value
-    result["per_image"] = [{"image": x.image, "value": x.value, "passed": x.passed} for x in values]
+    result["per_image"] = values.per_image()  # columns, read as dicts (vitaudit.per_image)
     if exp.relative is not None:
         result["baseline"] = exp.relative.baseline
     if v.interval is not None:
@@ -68,7 +69,7 @@ def _summary(exp, v: "Verdict") -> str:
     return aggregate_summary(exp, v)
 
 
-def _per_class(item: "AggregateNode", exp, run: "DatasetRun", values: list["ImageValue"]) -> list[ClassRow]:
+def _per_class(item: "AggregateNode", exp, run: "DatasetRun", values: ImageValues) -> list[ClassRow]:
     """Every class's aggregate and verdict, for any aggregate on a labelled dataset (the accuracy
     card too; a per-class item shows its class among the others).
 
@@ -76,7 +77,7 @@ def _per_class(item: "AggregateNode", exp, run: "DatasetRun", values: list["Imag
     class``, against that class's own recorded value (one per class in ``values.json``). A relative
     threshold over the whole dataset is one recorded value, which says nothing of a class: no
     verdict there."""
-    all_values = run.values.get(exp.id, []) if item.group is not None else values
+    all_values = ImageValues.of(run.values.get(exp.id, [])) if item.group is not None else values
     rows = []
     for group, vals in by_group(all_values).items():
         bar = _class_threshold(item, exp, group)
@@ -106,7 +107,7 @@ def _class_threshold(item: "AggregateNode", exp, group: str) -> float | None:
 
 
 def _examples(item: "AggregateNode", audit_file: "FileNode", run: "DatasetRun",
-              values: list["ImageValue"]) -> list[Example]:
+              values: ImageValues) -> list[Example]:
     """The worst and best images as overlays with the region outlined, in one small batch."""
     from vitaudit.engine import run_batch
 

@@ -37,6 +37,7 @@ import math
 import numbers
 from typing import Any
 
+from vitaudit.per_image import PerImage
 from vitaudit.results import OUTCOMES, AggregateView, ExpectationResult, Panel, RunResults
 
 FORMAT = "vitaudit-audit/1"
@@ -74,6 +75,8 @@ def strip_pictures(run: RunResults) -> RunResults:
 
 def clean(obj: Any) -> Any:
     """Plain JSON values: numpy scalars to Python, tuples to lists, NaN/inf to None."""
+    if isinstance(obj, PerImage):  # read column-wise: NaN and infinities are None there already
+        return obj.json_rows()
     if isinstance(obj, dict):
         return {str(k): clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
