@@ -267,6 +267,30 @@ def test_one_pass_per_dataset_serves_every_expectation(project: pytest.Pytester)
     assert forwards(project) == {"fixture:vit-scenes": 10, "fixture:resnet-scenes": 10}
 
 
+def test_report_pictures_explain_each_image_once_and_predictions_need_no_forward(project: pytest.Pytester) -> None:
+    """The report's worst/best pictures are recomputed after the pass (only per-image values are
+    kept), through the session's cache: a prediction's pictures are the images themselves, and an
+    image pictured by several items (one per class, or two expectations on the same map) is
+    explained once."""
+    project.makeconftest(COUNTER)
+    write(project, """
+        - scenes: vit accuracy > 0.5
+        - scenes: mean vit.attention mass in object > 0.1
+        - scenes: vit.attention mass in object > 0.1 for 50% of images per class
+    """)
+    result = project.runpytest("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=7)
+    doc = json.loads((project.path / "reports" / "audit.json").read_text())
+    shown = {r["text"]: [e["image"] for e in r["aggregate_view"]["examples"]] for r in doc["run"]["results"]}
+    on_maps = {image for text, images in shown.items() if "attention" in text for image in images}
+    by_item = sum(len(images) for text, images in shown.items() if "attention" in text)
+    assert len(on_maps) >= 9 and by_item > len(on_maps)  # images pictured by several items
+    assert any(shown[text] for text in shown if "accuracy" in text)
+    # the pass (10 images), then each image pictured on a map once: not once per item that shows
+    # it, and none for the accuracy item's pictures
+    assert forwards(project) == {"fixture:vit-scenes": 10 + len(on_maps)}
+
+
 def test_xdist_keeps_a_dataset_on_one_worker(project: pytest.Pytester) -> None:
     project.makeconftest(COUNTER)
     write(project, """

@@ -106,11 +106,20 @@ def _class_threshold(item: "AggregateNode", exp, group: str) -> float | None:
     return exp.relative.threshold(float(base))
 
 
+def _maps(model, images: list, requests: list, cache) -> list:
+    """Each image's entry with ``requests``' maps, computed once per session (or an
+    :class:`~vitaudit.batching.ItemFailure` for an image that did not fit on the device)."""
+    from vitaudit.engine import BatchFailed, prefetch, run_batch
+
+    try:
+        return prefetch(model, images, [requests] * len(images), batch_size=len(images), cache=cache)
+    except BatchFailed:  # the ones that fit are cached; say which did not
+        return run_batch(model, images, [requests] * len(images))
+
+
 def _examples(item: "AggregateNode", audit_file: "FileNode", run: "DatasetRun",
               values: ImageValues) -> list[Example]:
     """The worst and best images as overlays with the region outlined, in one small batch."""
-    from vitaudit.engine import run_batch
-
     from . import cards
     from vitaudit.audit.dataset_pass import Plan, SampleEvaluator, decoded
 
@@ -128,8 +137,11 @@ def _examples(item: "AggregateNode", audit_file: "FileNode", run: "DatasetRun",
     out = []
     for batch, images in decoded(samples, len(samples)):
         ok = [(s, im) for s, im in zip(batch, images) if not isinstance(im, BaseException)]
-        entries = {key: run_batch(model, [im for _, im in ok], [plan.requests[key]] * len(ok))
-                   for key, model in plan.models.items()}
+        # A prediction's pictures are the images themselves: no forward. Maps go through the
+        # session's cache, so an image pictured by several items (the per-class ones, or
+        # expectations on the same maps) is explained once.
+        entries = {key: _maps(model, [im for _, im in ok], plan.requests[key], session.cache)
+                   for key, model in plan.models.items()} if exp.maps else {}
         pictures = {}
         for j, (sample, loaded) in enumerate(ok):
             mine = {key: entries[key][j] for key in entries}
