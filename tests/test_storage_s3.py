@@ -205,7 +205,7 @@ def test_credentials_in_storage_options_appear_in_no_message_or_repr(s3: S3Serve
     spec = declare(tmp_path, body)
     text = " ".join(e.message for e in spec.errors)
     assert "nobucket-here" in text and SECRET not in text
-    store = Store({"key": SECRET, "secret": SECRET, "endpoint_url": "http://127.0.0.1:9"})
+    store = Store({"key": SECRET, "secret": SECRET, "endpoint_url": "http://127.0.0.1:9"}, retry_for=0)
     assert SECRET not in repr(store)
     with pytest.raises(StorageError) as err:
         store.read("s3://b/x.png")
@@ -308,7 +308,8 @@ def test_with_the_server_gone_the_datasets_items_fail_in_one_line_naming_the_end
 
     (project.path / "audit_s3.yaml").write_text(PASS_AUDIT.format(
         root="s3://scenes/small",
-        options=f"\n    storage_options: {{endpoint_url: '{s3.endpoint}', config_kwargs: {{retries: {{max_attempts: 1}}}}}}"))
+        options=f"\n    storage_options: {{endpoint_url: '{s3.endpoint}', config_kwargs: {{retries: {{max_attempts: 1}}}}}}"
+                "\n    retry_for: 1"))  # ridden out for a second (20 by default), then the pass fails
     (project.path / "conftest.py").write_text(
         "import sys\n\ndef pytest_collection_finish(session):\n    sys.modules['_s3_under_test'].server.stop()\n")
     sys.modules["_s3_under_test"] = types.SimpleNamespace(server=s3)  # type: ignore[assignment]

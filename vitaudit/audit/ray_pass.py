@@ -1,12 +1,14 @@
-"""The dataset pass on a Ray cluster: one Ray Data pipeline per (audit file, dataset).
+"""The dataset passes on a Ray cluster: one Ray Data pipeline per audit file, for all its datasets.
 
 The driver sends sample descriptors (path, label, annotations; never pixels), one row per batch:
-the batches are the index ranges of the configured batch size, as in the local pass, so every
-image is measured in the same company under every executor and the values are identical.
-``map_batches`` runs :class:`MeasureBatches` in an actor pool: its constructor loads the file's
-models once per actor (weights read where the actor runs), its call decodes and measures a batch
-with the local pass's own code (:func:`~.dataset_pass.measure_shard`) and returns per-image rows
-(:data:`COLUMNS`, Arrow-friendly). The driver keeps only the per-image values.
+the batches are the index ranges of each dataset in the configured batch size, as in the local
+pass, so every image is measured in the same company under every executor and the values are
+identical. ``map_batches`` runs :class:`MeasureBatches` in an actor pool: its constructor loads
+the file's models once per actor (weights read where the actor runs) for every dataset of the
+file, so a file with seven datasets starts its actors and loads its models once, not seven
+times; its call decodes and measures a batch with the local pass's own code
+(:func:`~.dataset_pass.measure_shard`) and returns per-image rows (:mod:`.ray_rows`,
+Arrow-friendly). The driver keeps only the per-image values.
 
 Nothing lost, nothing twice, never hung (Ray Data's defaults are none of these):
 
@@ -30,10 +32,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from vitaudit.image_values import ImageValues, ValuesBuilder
-
 from .dataset_pass import DatasetRun, Plan, SampleEvaluator, ShardValues, batch_size_for, decoded, measure_shard
 from .ray_cluster import Cluster, Pool, RayOptions, connect, pool, quiet_warnings
+from .ray_rows import COLUMNS, Collected, Rows, _counted, _text  # noqa: F401  (COLUMNS, _text: re-exported)
 from .session import AuditSession
 
 if TYPE_CHECKING:
@@ -47,44 +48,6 @@ if TYPE_CHECKING:
 TASK_RETRIES = 3
 #: Pipelines run for one pass: the first, then again for the batches a failed one left missing.
 ROUNDS = 3
-#: Per-image rows: ``exp`` is the expectation's position in the pass (-1: the image's own row,
-#: with ``error`` the cause when it could not be read, and ``worker`` who measured it); ``""``
-#: stands for no error, ``passed`` -1 for none.
-COLUMNS = ("index", "exp", "value", "has_value", "passed", "error", "worker")
-
-
-class Rows:
-    """Per-image rows as numpy columns (what ``map_batches`` returns)."""
-
-    def __init__(self) -> None:
-        self.cols: dict[str, list[Any]] = {c: [] for c in COLUMNS}
-
-    def add(self, index: int, exp: int, value: float | None, passed: bool | None, error: str | None,
-            worker: str | None = None) -> None:
-        c = self.cols
-        c["index"].append(index)
-        c["exp"].append(exp)
-        c["value"].append(np.nan if value is None else float(value))
-        c["has_value"].append(value is not None)
-        c["passed"].append(-1 if passed is None else int(bool(passed)))
-        c["error"].append(error)
-        c["worker"].append(worker)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        c = self.cols
-        # Strings with "" for none: a None among strings does not survive Arrow's conversion as None.
-        err = np.asarray([e or "" for e in c["error"]], dtype=str)
-        who = np.asarray([w or "" for w in c["worker"]], dtype=str)
-        return {"index": np.asarray(c["index"], dtype=np.int64), "exp": np.asarray(c["exp"], dtype=np.int32),
-                "value": np.asarray(c["value"], dtype=np.float64), "has_value": np.asarray(c["has_value"], dtype=bool),
-                "passed": np.asarray(c["passed"], dtype=np.int8), "error": err, "worker": who}
-
-
-def _counted(exp: "Expectation", sample: "Sample") -> bool:
-    """Whether ``sample`` counts for ``exp`` (an expectation about a region counts the images that have it)."""
-    return exp.region is None or exp.region.region.name in sample.regions
-
-
 class Ledger:
     """Attempts at each batch, and the image each was measuring alone (for the next attempt).
 
@@ -115,14 +78,27 @@ def _ledger():
     return ray.remote(num_cpus=0, max_restarts=0)(Ledger).remote()
 
 
+class _Part:
+    """One dataset's share of an actor's work: its expectations, plan and evaluator."""
+
+    def __init__(self, evaluator: Any, dataset: "Dataset", exp_ids: Sequence[str], where: str) -> None:
+        by_id = {e.id: e for e in evaluator.spec.expectations}
+        self.exps = [by_id[i] for i in exp_ids]
+        self.plan = Plan(evaluator, self.exps)
+        # What stops an expectation on this worker alone (the driver's own problems were left out)
+        self.problems = {e.id: f"{self.plan.problems[e.id]} ({where})" for e in self.exps if e.id in self.plan.problems}
+        self.sample_ev = SampleEvaluator(evaluator, self.plan, dataset)
+
+
 class MeasureBatches:
     """Ray Data's callable class: models loaded once per actor, each call measures whole batches.
 
-    ``spec`` is the audit file's (without its datasets' sample lists); ``exp_ids`` the
-    expectations the driver asks for, in order (the ``exp`` column indexes them); ``max_side`` and
-    ``batch_size`` the driver session's."""
+    ``spec`` is the audit file's (without its datasets' sample lists); ``parts`` the passes the
+    driver asks for, in order (the ``ds`` column indexes them): each a dataset key and the ids of
+    its expectations, in order (the ``exp`` column indexes them); ``max_side`` and ``batch_size``
+    the driver session's."""
 
-    def __init__(self, spec: "AuditSpec", dataset: "Dataset", exp_ids: Sequence[str], max_side: int | None,
+    def __init__(self, spec: "AuditSpec", parts: Sequence[tuple[str, Sequence[str]]], max_side: int | None,
                  ledger: Any, batch_size: int | None = None) -> None:
         import ray
 
@@ -134,73 +110,74 @@ class MeasureBatches:
         # The driver's session options that measuring reads (--audit-batch-size also sizes the
         # batches of a faithfulness curve's forwards): the same values as on the driver.
         session = AuditSession(device="auto", pictures=False, max_side=max_side, batch_size=batch_size)
-        evaluator = Evaluator(spec, session)
-        by_id = {e.id: e for e in spec.expectations}
-        self.exps = [by_id[i] for i in exp_ids]
-        self.plan = Plan(evaluator, self.exps)
-        devices = sorted({str(m.device) for m in self.plan.models.values()}) or ["cpu"]
+        evaluator = Evaluator(spec, session)  # one per actor: the parts share its models
+        where = f"on worker {node}, pid {os.getpid()}"
+        self.parts = [_Part(evaluator, spec.datasets[key], ids, where) for key, ids in parts]
+        devices = sorted({str(m.device) for p in self.parts for m in p.plan.models.values()}) or ["cpu"]
         self.worker = f"{node} node {node_id} pid {os.getpid()} {'+'.join(devices)}"
-        # What stops an expectation on this worker alone (the driver's own problems were left out)
-        self.problems = {e.id: f"{self.plan.problems[e.id]} (on worker {node}, pid {os.getpid()})"
-                         for e in self.exps if e.id in self.plan.problems}
-        self.sample_ev = SampleEvaluator(evaluator, self.plan, dataset)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import ray
 
-        rows = Rows()
-        for start, blob in zip(batch["start"], batch["samples"]):
-            start = int(start)
+        out = []
+        for ds, key, blob in zip(batch["ds"], batch["batch"], batch["samples"]):
+            part, key = self.parts[int(ds)], int(key)
+            rows = Rows()
             samples: list["Sample"] = pickle.loads(blob)
-            attempt, killers = ray.get(self.ledger.begin.remote(start))
+            attempt, killers = ray.get(self.ledger.begin.remote(key))
             if attempt <= 2:
-                self._whole(samples, rows)
+                self._whole(part, samples, rows)
             else:
-                self._alone(start, samples, set(killers), attempt, rows)
-        return rows.arrays()
+                self._alone(part, key, samples, set(killers), attempt, rows)
+            arrays = rows.arrays()
+            arrays["ds"] = np.full(len(arrays["index"]), int(ds), dtype=np.int32)
+            out.append(arrays)
+        return {c: np.concatenate([a[c] for a in out]) for c in out[0]} if out else {
+            **Rows().arrays(), "ds": np.zeros(0, dtype=np.int32)}
 
-    def _whole(self, samples: list["Sample"], rows: Rows) -> None:
+    def _whole(self, part: _Part, samples: list["Sample"], rows: Rows) -> None:
         _, images = next(decoded(samples, len(samples), workers=0))
         try:
-            shard = measure_shard(self.sample_ev, samples, images)
+            shard = measure_shard(part.sample_ev, samples, images)
         except Exception:  # noqa: BLE001 - one image's error must not cost the others: measure them alone
             for s, im in zip(samples, images):
-                self._one(s, im, rows)
+                self._one(part, s, im, rows)
             return
-        self._emit(samples, shard, rows)
+        self._emit(part, samples, shard, rows)
 
-    def _alone(self, start: int, samples: list["Sample"], killers: set[int], attempt: int, rows: Rows) -> None:
+    def _alone(self, part: _Part, key: int, samples: list["Sample"], killers: set[int], attempt: int,
+               rows: Rows) -> None:
         for s in samples:
             if s.index in killers:
                 cause = (f"its worker process died each time it was measured ({attempt - 1} attempts, the last "
                          "with this image alone: a crash in native code or out of memory); not measured")
-                self._fail(s, cause, rows)
+                self._fail(part, s, cause, rows)
                 continue
-            self.ledger.alone.remote(start, s.index)
+            self.ledger.alone.remote(key, s.index)
             _, images = next(decoded([s], 1, workers=0))
-            self._one(s, images[0], rows)
-        self.ledger.alone.remote(start, None)
+            self._one(part, s, images[0], rows)
+        self.ledger.alone.remote(key, None)
 
-    def _one(self, sample: "Sample", image: Any, rows: Rows) -> None:
+    def _one(self, part: _Part, sample: "Sample", image: Any, rows: Rows) -> None:
         try:
-            shard = measure_shard(self.sample_ev, [sample], [image])
+            shard = measure_shard(part.sample_ev, [sample], [image])
         except Exception as exc:  # noqa: BLE001 - that image fails with the cause
-            self._fail(sample, f"{type(exc).__name__}: {' '.join(str(exc).split())}", rows)
+            self._fail(part, sample, f"{type(exc).__name__}: {' '.join(str(exc).split())}", rows)
             return
-        self._emit([sample], shard, rows)
+        self._emit(part, [sample], shard, rows)
 
-    def _fail(self, sample: "Sample", cause: str, rows: Rows) -> None:
+    def _fail(self, part: _Part, sample: "Sample", cause: str, rows: Rows) -> None:
         rows.add(sample.index, -1, None, None, None, self.worker)
-        for k, exp in enumerate(self.exps):
+        for k, exp in enumerate(part.exps):
             if _counted(exp, sample):
                 rows.add(sample.index, k, None, False, cause)
 
-    def _emit(self, samples: list["Sample"], shard: ShardValues, rows: Rows) -> None:
+    def _emit(self, part: _Part, samples: list["Sample"], shard: ShardValues, rows: Rows) -> None:
         unreadable = {i: cause for i, _, cause in shard.unreadable}
         for s in samples:
             rows.add(s.index, -1, None, None, unreadable.get(s.index), self.worker)
-        for k, exp in enumerate(self.exps):
-            problem = self.problems.get(exp.id)
+        for k, exp in enumerate(part.exps):
+            problem = part.problems.get(exp.id)
             if problem is not None:
                 for s in samples:
                     if s.index not in unreadable and _counted(exp, s):
@@ -208,99 +185,6 @@ class MeasureBatches:
                 continue
             for v in shard.values.get(exp.id, []):
                 rows.add(v.index, k, v.value, v.passed, v.error)
-
-
-def _text(x: Any) -> str | None:
-    """A string cell as it comes back ("" or a missing cell: none)."""
-    if x is None or (isinstance(x, float) and x != x) or x == "":
-        return None
-    return str(x)
-
-
-class Collected:
-    """What the driver has received: exactly one row per (image, expectation), keyed by index."""
-
-    def __init__(self, dataset: "Dataset", exps: Sequence["Expectation"]) -> None:
-        n = len(dataset.samples)
-        self.samples = dataset.samples
-        self.exps = list(exps)
-        self.seen = np.zeros(n, dtype=bool)
-        self.seen_exp = np.zeros((len(self.exps), n), dtype=bool)
-        self.values = [ValuesBuilder() for _ in self.exps]  # columns, per expectation
-        self.unreadable: list[tuple[int, str, str]] = []
-        self.workers: set[str] = set()
-        self.done = 0
-        self.duplicates = 0
-        self.strays = 0
-
-    def add(self, batch: dict[str, np.ndarray]) -> None:
-        """Take the rows of one batch of results; a row for an (image, expectation) already taken,
-        or for an image or expectation the pass does not have, is counted and left out."""
-        n = len(self.samples)
-        index = np.asarray(batch["index"], dtype=np.int64)
-        exp = np.asarray(batch["exp"], dtype=np.int64)
-        ok = (index >= 0) & (index < n) & (exp < len(self.exps))
-        self.strays += int((~ok).sum())
-        rows = np.flatnonzero(ok)
-        marks = rows[exp[rows] < 0]
-        marks = marks[self._first(self.seen, index[marks])]
-        self.seen[index[marks]] = True
-        self.done += len(marks)
-        error, worker = batch["error"], batch["worker"]
-        for j in marks:
-            who, cause = _text(worker[j]), _text(error[j])
-            if who is not None:
-                self.workers.add(who)
-            if cause is not None:
-                self.unreadable.append((int(index[j]), self.samples[index[j]].name, cause))
-        value, has, passed = batch["value"], batch["has_value"], batch["passed"]
-        for k in np.unique(exp[rows][exp[rows] >= 0]):
-            sel = rows[exp[rows] == k]
-            sel = sel[self._first(self.seen_exp[k], index[sel])]
-            self.seen_exp[k][index[sel]] = True
-            has_k = np.asarray(has[sel], dtype=bool)
-            self.values[k].add(index[sel], np.where(has_k, np.asarray(value[sel], dtype=np.float64), np.nan), has_k,
-                               np.asarray(passed[sel], dtype=np.int8), error[sel])
-
-    def _first(self, seen: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """Which of ``idx`` are new: not seen before, and the first of their repeats in ``idx``."""
-        fresh = ~seen[idx]
-        _, first = np.unique(idx, return_index=True)
-        once = np.zeros(len(idx), dtype=bool)
-        once[first] = True
-        keep = fresh & once
-        self.duplicates += int(len(idx) - keep.sum())
-        return keep
-
-    def add_shard(self, samples: Sequence["Sample"], shard: ShardValues, wanted: set[int]) -> None:
-        """Values the driver measured itself, for the images in ``wanted`` only."""
-        rows = Rows()
-        unreadable = {i: cause for i, _, cause in shard.unreadable}
-        for s in samples:
-            if s.index in wanted:
-                rows.add(s.index, -1, None, None, unreadable.get(s.index), "driver")
-        for k, exp in enumerate(self.exps):
-            for v in shard.values.get(exp.id, []):
-                if v.index in wanted:
-                    rows.add(v.index, k, v.value, v.passed, v.error)
-        self.add(rows.arrays())
-
-    def fail(self, index: int, cause: str) -> None:
-        rows = Rows()
-        s = self.samples[index]
-        rows.add(index, -1, None, None, None, None)
-        for k, exp in enumerate(self.exps):
-            if _counted(exp, s):
-                rows.add(index, k, None, False, cause)
-        self.add(rows.arrays())
-
-    def image_values(self, k: int) -> ImageValues:
-        """The values of the pass's ``k``-th expectation, as columns in dataset order (once: the
-        builder hands its chunks over)."""
-        return self.values[k].build(self.samples)
-
-    def missing(self, lo: int, hi: int) -> list[int]:
-        return (lo + np.flatnonzero(~self.seen[lo:hi])).tolist()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -311,92 +195,126 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first[:300]}"
 
 
-def slim_spec(spec: "AuditSpec", dataset: "Dataset") -> tuple["AuditSpec", "Dataset"]:
-    """The spec and dataset the actors need: without any dataset's sample list (the rows carry those)."""
-    datasets = {k: replace(d, samples=()) for k, d in spec.datasets.items()}
-    return replace(spec, datasets=datasets), datasets[dataset.key]
+def slim_spec(spec: "AuditSpec") -> "AuditSpec":
+    """The spec the actors need: without any dataset's sample list (the rows carry those)."""
+    return replace(spec, datasets={k: replace(d, samples=()) for k, d in spec.datasets.items()})
 
 
-def _round(dataset: "Dataset", todo: list[tuple[int, int]], got: Collected, exps: Sequence["Expectation"],
-           spec: "AuditSpec", stub: "Dataset", session: AuditSession, size: Pool, ledger: Any,
+def _round(passes: Sequence[tuple["Dataset", Sequence["Expectation"]]], todo: list[tuple[int, int, int]],
+           gots: dict[int, Collected], spec: "AuditSpec", session: AuditSession, size: Pool, ledger: Any,
            progress: Callable[..., None] | None) -> str | None:
-    """One pipeline over the batches ``todo``, its rows into ``got``; the cause, if it failed."""
+    """One pipeline over the batches ``todo`` (pass, start, end), its rows into ``gots``; the
+    cause, if it failed."""
     import ray
     from ray.data import ActorPoolStrategy
 
-    items = [{"start": a, "samples": pickle.dumps(list(dataset.samples[a:b]))} for a, b in todo]
+    # the ledger counts attempts per batch: a batch's number is the same in every round
+    items = [{"ds": i, "batch": _batch_key(i, a), "samples": pickle.dumps(list(passes[i][0].samples[a:b]))}
+             for i, a, b in todo]
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 20000)))
     workers = min(size.max_size, len(items))  # no more actors than batches to give them
     # max_restarts / max_task_retries have no named parameter in Ray 2.60 yet (only the deprecated
     # **ray_remote_args, whose warning quiet_warnings() silences); Ray Data's defaults retry forever.
+    parts = [(passes[i][0].key, [e.id for e in gots[i].exps]) if i in gots else (passes[i][0].key, [])
+             for i in range(len(passes))]
     out = ds.map_batches(
         MeasureBatches, batch_size=1, batch_format="numpy",
-        fn_constructor_kwargs={"spec": spec, "dataset": stub, "exp_ids": [e.id for e in exps],
-                               "max_side": session.max_side, "batch_size": session.batch_size, "ledger": ledger},
+        fn_constructor_kwargs={"spec": spec, "parts": parts, "max_side": session.max_side,
+                               "batch_size": session.batch_size, "ledger": ledger},
         compute=ActorPoolStrategy(min_size=min(size.min_size, workers), max_size=workers),
         num_cpus=size.cpus, num_gpus=size.gpus or None,
         max_restarts=-1, max_task_retries=TASK_RETRIES,
     )
+    total = sum(len(passes[i][0].samples) for i in gots)
     try:
         for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
-            got.add(batch)
+            which = np.asarray(batch["ds"], dtype=np.int64)
+            for i in np.unique(which):
+                got = gots.get(int(i))
+                sel = which == i
+                if got is None:
+                    continue  # rows of a pass this run does not have: left out
+                got.add({c: np.asarray(batch[c])[sel] for c in COLUMNS})
             if progress is not None:
-                progress(got.done, len(dataset.samples), workers=len(got.workers))
+                progress(sum(g.done for g in gots.values()), total,
+                         workers=len(set().union(*(g.workers for g in gots.values()))))
     except Exception as exc:  # noqa: BLE001 - the pipeline failed: what arrived is kept
         return _one_line(exc)
     return None
 
 
-def run_dataset_ray(evaluator: "Evaluator", dataset: "Dataset", expectations: Sequence["Expectation"], *,
-                    options: RayOptions, batch_size: int | None = None,
-                    progress: Callable[..., None] | None = None) -> DatasetRun:
-    """The pass over ``dataset`` for ``expectations``, spread over a Ray cluster's actor pool.
+def _batch_key(i: int, start: int) -> int:
+    """A batch's number for the ledger: its pass and first index (unique within a file's pipeline)."""
+    return i * (1 << 40) + start
 
-    The same values as :func:`~.dataset_pass.run_dataset` (and the same problems, found by the
-    driver's own plan); ``progress(done, total, workers=n)`` as rows arrive."""
+
+def run_datasets_ray(evaluator: "Evaluator", passes: Sequence[tuple["Dataset", Sequence["Expectation"]]], *,
+                     options: RayOptions, batch_size: int | None = None,
+                     progress: Callable[..., None] | None = None) -> list[DatasetRun]:
+    """The passes over each ``(dataset, expectations)`` of one audit file, in one pipeline on a Ray
+    cluster's actor pool (so its actors start and load the file's models once).
+
+    The same values as :func:`~.dataset_pass.run_dataset` per dataset (and the same problems,
+    found by the driver's own plans); ``progress(done, total, workers=n)`` over all the passes as
+    rows arrive. Each run's ``seconds`` is the whole pipeline's."""
     start = time.perf_counter()
     cluster = connect(options)  # first: it sets what Ray reads when it is imported
 
     import ray
 
-    plan = Plan(evaluator, expectations)  # the driver's: problems, and the models of the report's pictures
-    batch_size = batch_size_for(plan, batch_size)
-    total = len(dataset.samples)
-    if not plan.active:
-        return DatasetRun(dataset, {}, [], plan.problems, time.perf_counter() - start, executor="ray",
-                          address=cluster.address)
-    size = pool(cluster, options)
-    exps = plan.active
-    got = Collected(dataset, exps)
-    ranges = [(a, min(a + batch_size, total)) for a in range(0, total, batch_size)]
-    spec, stub = slim_spec(evaluator.spec, dataset)
-    ledger = _ledger()
-    todo, cause = ranges, None
-    for _ in range(ROUNDS):
-        with quiet_warnings():
-            cause = _round(dataset, todo, got, exps, spec, stub, evaluator.session, size, ledger, progress)
-        todo = [(a, b) for a, b in todo if got.missing(a, b)]
-        if not todo or cause is None:
-            break
+    plans = [Plan(evaluator, exps) for _, exps in passes]  # the driver's: problems, and the report's pictures
+    gots = {i: Collected(d, plan.active) for i, ((d, _), plan) in enumerate(zip(passes, plans)) if plan.active}
+    todo: list[tuple[int, int, int]] = []
+    for i in gots:
+        size_i, total_i = batch_size_for(plans[i], batch_size), len(passes[i][0].samples)
+        todo += [(i, a, min(a + size_i, total_i)) for a in range(0, total_i, size_i)]
+    cause, ledger = None, None
+    if todo:
+        size = pool(cluster, options)
+        spec = slim_spec(evaluator.spec)
+        ledger = _ledger()
+        for _ in range(ROUNDS):
+            with quiet_warnings():
+                cause = _round(passes, todo, gots, spec, evaluator.session, size, ledger, progress)
+            todo = [(i, a, b) for i, a, b in todo if gots[i].missing(a, b)]
+            if not todo or cause is None:
+                break
     if todo and cause is None:  # a finished pipeline left rows out: the driver measures those itself
-        sample_ev = SampleEvaluator(evaluator, plan, dataset)
-        for a, b in todo:
+        for i, a, b in todo:
+            dataset, got = passes[i][0], gots[i]
             samples = list(dataset.samples[a:b])
             _, images = next(decoded(samples, len(samples)))
+            sample_ev = SampleEvaluator(evaluator, plans[i], dataset)
             got.add_shard(samples, measure_shard(sample_ev, samples, images), set(got.missing(a, b)))
     elif todo:
-        for a, b in todo:
-            for i in got.missing(a, b):
-                got.fail(i, f"not measured: the Ray pipeline failed {ROUNDS} times ({cause})")
-    if progress is not None:
-        progress(got.done, total, workers=len(got.workers))
-    try:
-        ray.kill(ledger)
-    except Exception:  # noqa: BLE001 - the ledger is gone with its cluster
-        pass
-    values = {e.id: got.image_values(k) for k, e in enumerate(exps)}
-    return DatasetRun(dataset, values, sorted(got.unreadable), plan.problems, time.perf_counter() - start,
-                      executor="ray", address=cluster.address, workers=sorted(got.workers))
+        for i, a, b in todo:
+            for j in gots[i].missing(a, b):
+                gots[i].fail(j, f"not measured: the Ray pipeline failed {ROUNDS} times ({cause})")
+    if progress is not None and gots:
+        progress(sum(g.done for g in gots.values()), sum(len(passes[i][0].samples) for i in gots),
+                 workers=len(set().union(*(g.workers for g in gots.values()))))
+    if ledger is not None:
+        try:
+            ray.kill(ledger)
+        except Exception:  # noqa: BLE001 - the ledger is gone with its cluster
+            pass
+    seconds = time.perf_counter() - start
+    runs = []
+    for i, ((dataset, _), plan) in enumerate(zip(passes, plans)):
+        got = gots.get(i)
+        values = {e.id: got.image_values(k) for k, e in enumerate(got.exps)} if got is not None else {}
+        runs.append(DatasetRun(dataset, values, sorted(got.unreadable) if got is not None else [], plan.problems,
+                               seconds, executor="ray", address=cluster.address,
+                               workers=sorted(got.workers) if got is not None else []))
+    return runs
 
 
-__all__ = ["Cluster", "MeasureBatches", "run_dataset_ray"]
+def run_dataset_ray(evaluator: "Evaluator", dataset: "Dataset", expectations: Sequence["Expectation"], *,
+                    options: RayOptions, batch_size: int | None = None,
+                    progress: Callable[..., None] | None = None) -> DatasetRun:
+    """The pass over one ``dataset`` for ``expectations`` (:func:`run_datasets_ray` of one pass)."""
+    return run_datasets_ray(evaluator, [(dataset, expectations)], options=options, batch_size=batch_size,
+                            progress=progress)[0]
+
+
+__all__ = ["Cluster", "MeasureBatches", "run_dataset_ray", "run_datasets_ray"]

@@ -49,7 +49,9 @@ class AuditFile(pytest.File):
                 yield ImageNode.from_parent(self, name=image, expectations=exps)
 
     def dataset_run(self, key: str):
-        """The pass over dataset ``key`` for every expectation of this file on it (run once)."""
+        """The pass over dataset ``key`` for every expectation of this file on it (run once). On
+        Ray, the first call runs every dataset of the file in one pipeline (its actors start and
+        load the models once) and keeps each run for its items."""
         runs = getattr(self, "_dataset_runs", None)
         if runs is None:
             runs = self._dataset_runs = {}
@@ -61,22 +63,34 @@ class AuditFile(pytest.File):
             # only the expectations this session runs (-k, --lf, --deselect leave the others out)
             chosen = {it.expectation.id for it in getattr(self.session, "items", [])
                       if isinstance(it, AuditItem) and it.parent.parent is self}
-            exps = [e for e in self.spec.expectations if e.dataset == key and (not chosen or e.id in chosen)]
-            dataset = self.spec.datasets[key]
-            progress = Progress(self.config, f"{self.rel}::{key}")
+
+            def exps_of(k: str) -> list:
+                return [e for e in self.spec.expectations if e.dataset == k and (not chosen or e.id in chosen)]
+
+            exps = exps_of(key)
             if self._executor(exps) == "ray":
-                from vitaudit.audit.ray_pass import run_dataset_ray
+                from vitaudit.audit.ray_pass import run_datasets_ray
 
                 from .options import ray_options
 
-                runs[key] = run_dataset_ray(ev, dataset, exps, options=ray_options(self.config),
-                                            batch_size=ev.session.batch_size, progress=progress)
+                keys = [key] + [k for k in self.spec.datasets if k != key and k not in runs and exps_of(k)
+                                and self._executor(exps_of(k)) == "ray"]
+                total = sum(len(self.spec.datasets[k].samples) for k in keys)
+                progress = Progress(self.config, f"{self.rel}::{key}" + (f" (+{len(keys) - 1} datasets)"
+                                                                          if len(keys) > 1 else ""))
+                done = run_datasets_ray(ev, [(self.spec.datasets[k], exps_of(k)) for k in keys],
+                                        options=ray_options(self.config), batch_size=ev.session.batch_size,
+                                        progress=progress)
             else:
-                runs[key] = run_dataset(ev, dataset, exps, batch_size=ev.session.batch_size, progress=progress)
-            run = runs[key]
-            ev.session.outbox.executors.append({"executor": run.executor, "address": run.address,
-                                                "workers": list(run.workers)})
-            progress.close(len(dataset.samples), len(dataset.samples))
+                keys, total = [key], len(self.spec.datasets[key].samples)
+                progress = Progress(self.config, f"{self.rel}::{key}")
+                done = [run_dataset(ev, self.spec.datasets[key], exps, batch_size=ev.session.batch_size,
+                                    progress=progress)]
+            for k, run in zip(keys, done):
+                runs[k] = run
+                ev.session.outbox.executors.append({"executor": run.executor, "address": run.address,
+                                                    "workers": list(run.workers)})
+            progress.close(total, total)
         return runs[key]
 
     def _executor(self, exps: list["Expectation"]) -> str:
