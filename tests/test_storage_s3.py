@@ -394,3 +394,47 @@ def test_a_retry_for_that_is_not_seconds_is_an_error_at_its_line(tmp_path: Path,
     spec = declare(tmp_path, f"folder_d:\n  folder: {SCENES}/clean\n  labels: folders\n  retry_for: {value}\n")
     assert [(e.line, e.message.split(" (")[0]) for e in spec.errors][:1] == [
         (7, "'retry_for' must be a number of seconds from 0 to 3600")]
+
+
+@pytest.mark.parametrize("workers", [0, 2])  # fetching only (decoding between batches), or decoding too
+def test_the_pass_reads_the_masks_it_measures_ahead_in_its_fetch_threads(s3: S3Server, tmp_path: Path,
+                                                                         workers: int) -> None:
+    """The masks of the measured regions are fetched with the images, a batch ahead: once a batch
+    is yielded its masks draw with the server gone; a mask missing from the bucket is still that
+    image's region error, raised when drawn; regions not asked for are not read."""
+    from vitaudit.audit.dataset_pass import decoded
+    from vitaudit.datasets.fetch import Fetched
+    from vitaudit.regions import Region, RegionError, rasterize
+
+    spec = declare(tmp_path, folder_only(s3, ", config_kwargs: {retries: {max_attempts: 1}}").rstrip("\n")
+                   + "\n  retry_for: 0\n")
+    samples = spec.datasets["folder_d"].samples[:10]
+    gone = samples[3]
+    key = str(gone.regions["object"].region.mask_path)[len("s3://scenes/"):]
+    c = s3.client()
+    body = c.get_object(Bucket="scenes", Key=key)["Body"].read()
+    c.delete_object(Bucket="scenes", Key=key)
+    try:
+        batches = list(decoded(samples, 4, workers=workers, regions=["object"]))
+        unasked = next(decoded(samples[:2], 2, workers=workers))[0]
+    finally:
+        c.put_object(Bucket="scenes", Key=key, Body=body)
+    assert [len(b) for b, _ in batches] == [4, 4, 2]
+    got = [(s, im) for b, ims in batches for s, im in zip(b, ims)]
+    assert [s.index for s, _ in got] == [s.index for s in samples]
+    assert all(isinstance(s.regions["object"].source, Fetched) for s, _ in got)
+    assert [s.regions["object"] for s in unasked] == [s.regions["object"] for s in samples[:2]]
+    assert not any(isinstance(s.regions["object"].source, Fetched) for s in unasked)
+    s3.stop()
+    try:
+        for s, im in got:
+            hw = im.data.shape[:2]
+            if s.index == gone.index:
+                with pytest.raises(RegionError, match=rf"region 'object': mask s3://scenes/{key} does not exist$"):
+                    s.regions["object"].mask(hw)
+                continue
+            local = SCENES / str(s.regions["object"].region.mask_path)[len("s3://scenes/"):]
+            want = rasterize(Region("object", "mask", (), "px", str(local)), hw)
+            assert want.any() and np.array_equal(s.regions["object"].mask(hw), want), s.name
+    finally:
+        s3.start()
