@@ -396,6 +396,63 @@ def test_a_retry_for_that_is_not_seconds_is_an_error_at_its_line(tmp_path: Path,
         (7, "'retry_for' must be a number of seconds from 0 to 3600")]
 
 
+def test_a_single_images_mask_uri_is_read_with_the_images_storage_options_and_cache(
+        s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The endpoint is given only in the image's storage_options: the mask at a URI is checked
+    when declared and read when rasterised through the image's own Store (options and cache);
+    with the environment's options alone neither would reach the server."""
+    from vitaudit.images import load_image
+    from vitaudit.regions import rasterize
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    cache = tmp_path / "cache"
+    audit = tmp_path / "audit_m.yaml"
+    audit.write_text(textwrap.dedent(f"""\
+        models:
+          m: {{name: "fixture:vit-scenes"}}
+        images:
+          scene:
+            path: s3://scenes/clean/striped/00000.png
+            storage_options: {{endpoint_url: '{s3.endpoint}', config_kwargs: {{retries: {{max_attempts: 1}}}}}}
+            cache: {cache}
+            retry_for: 0
+            regions:
+              object: {{mask: s3://scenes/masks/00000.png}}
+              gone: {{mask: s3://scenes/masks/99999.png}}
+        expect:
+          - scene: m.attention mass in object > 0.0
+        """))
+    spec = parse_audit_file(str(audit))
+    assert [(e.line, e.message) for e in spec.errors] == [(11, "region 'gone': mask not found: s3://scenes/masks/99999.png")]
+    decl = spec.images["scene"]
+    region = decl.regions["object"]
+    assert region.store is decl.store and "endpoint" not in repr(region)
+    loaded = load_image(decl.path, decl.store)
+    local = rasterize(replace_path(region, str(SCENES / "masks/00000.png")), loaded.data.shape[:2])
+    assert local.any() and not local.all()
+    assert np.array_equal(rasterize(region, loaded.data.shape[:2]), local)
+    cached = sorted(p.name for p in cache.rglob("*") if p.is_file() and not p.name.startswith("cache"))
+    assert len(cached) == 2, cached  # the image and its mask, through the same cache
+    s3.stop()  # a reread comes from the cache, the server gone
+    try:
+        assert np.array_equal(rasterize(region, loaded.data.shape[:2]), local)
+    finally:
+        s3.start()
+    # Without the image's Store (the environment's options only; a fresh client, as fsspec may keep
+    # one an earlier test made with AWS_ENDPOINT_URL set), the mask is not reachable.
+    from vitaudit.regions import RegionError
+
+    with pytest.raises(RegionError, match=r"mask file s3://scenes/masks/00000\.png cannot be read .*is unreachable"):
+        rasterize(replace_path(region, region.mask_path, store=Store({"skip_instance_cache": True}, retry_for=0)), loaded.data.shape[:2])
+
+
+def replace_path(region, path: str, **changes):
+    import dataclasses
+
+    return dataclasses.replace(region, mask_path=path, **changes)
+
+
 @pytest.mark.parametrize("workers", [0, 2])  # fetching only (decoding between batches), or decoding too
 def test_the_pass_reads_the_masks_it_measures_ahead_in_its_fetch_threads(s3: S3Server, tmp_path: Path,
                                                                          workers: int) -> None:
