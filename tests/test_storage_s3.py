@@ -495,3 +495,30 @@ def test_the_pass_reads_the_masks_it_measures_ahead_in_its_fetch_threads(s3: S3S
             assert want.any() and np.array_equal(s.regions["object"].mask(hw), want), s.name
     finally:
         s3.start()
+
+
+def test_an_audit_of_a_single_image_with_its_mask_at_uris_runs_with_the_images_options_only(
+        project: pytest.Pytester, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole audit, through pytest: image and mask in the bucket, the endpoint only in the
+    image's storage_options; the value equals the same audit's over the local files."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    audit = """\
+models:
+  vit: {{name: "fixture:vit-scenes"}}
+images:
+  scene:
+    path: {root}/clean/striped/00000.png{options}
+    regions: {{object: {{mask: {root}/masks/00000.png}}}}
+expect:
+  - scene: vit.attention mass in object > 0.0
+"""
+    values = []
+    for name, root, options in (("audit_local.yaml", ".", ""), ("audit_s3.yaml", "s3://scenes/small",
+                                f"\n    storage_options: {{endpoint_url: '{s3.endpoint}', skip_instance_cache: true}}")):
+        (project.path / name).write_text(audit.format(root=root, options=options))
+        result = project.runpytest("-p", "no:cacheprovider", "-q", name)
+        result.assert_outcomes(passed=1)
+        (project.path / name).unlink()
+        values.append(audit_json(project)["expectations"][0]["value"])
+    assert values[0] is not None and values[0] > 0 and values[1] == values[0], values
