@@ -2,12 +2,15 @@
 
 Generates N fixture scenes with object masks (``fixtures/dataset_files.write_scene_dataset``),
 writes them also as Parquet parts and tar shards (``fixtures/dataset_tables``), uploads the
-folder to an S3-compatible server on 127.0.0.1 (moto in server mode, in this process; s3fs
-talks HTTP to it), then runs ``pytest`` on one audit per source, each in a fresh process:
-two aggregate expectations (``fixture:vit-scenes`` attention mass in the object, accuracy),
-so decoding, fetching and the models' forwards are what is timed. It prints, per source and
-size, the wall time, its ratio to local files (goal: within 1.2x, fetching overlapping the
-models) and the peak resident memory (goal: flat in N).
+folder and its masks to an S3-compatible server on 127.0.0.1 (``--server``: SeaweedFS in its own
+process, the default when installed, or moto in server mode inside this process; s3fs talks HTTP
+to either), then runs ``pytest`` on one audit per source, each in a fresh process: two aggregate
+expectations (``fixture:vit-scenes`` attention mass in the object, accuracy), so decoding,
+fetching and the models' forwards are what is timed. It prints, per source and size, the wall
+time, its ratio to local files (goal: within 1.2x, fetching overlapping the models), the audit
+process's CPU time (the client's), the S3 server's CPU time over that run (the server shares this
+machine's cores, which a real object store would not), the client CPU per image beyond local
+files' (what fetching costs the client), and the peak resident memory (goal: flat in N).
 
 Then the listing: for each of ``--list-objects``, that many one-byte objects are put under a
 prefix and the prefix is listed as a ``folder:`` dataset lists it (``Store.find``: one paged
@@ -19,7 +22,8 @@ Each line gives the wall time, the client's CPU time and the server's, so the ti
 however long the prefix, or against moto (``--list-server moto``), which rescans the whole
 prefix for every 1,000-key page.
 
-Run: ``python benchmarks/bench_sources.py [--sizes 1000 10000] [--list-objects 10000 1000000]``
+Run: ``python benchmarks/bench_sources.py [--sizes 1000 10000] [--server seaweedfs|moto]
+[--list-objects 10000 1000000]``
 (``--sizes`` with no number: the listing only). The servers share this machine's cores with
 the audit and the client, unlike a real object store.
 """
@@ -37,17 +41,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "fixtures"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_dataset import measured  # noqa: E402
 from s3_server import S3Server  # noqa: E402
 
 CLASSES = ["striped", "checkered", "dotted", "confetti", "rainbow"]
 
+#: The sources timed; "S3, s3fs reads" is the S3 source with obstore's reads switched off
+#: (``VITAUDIT_S3_READS=s3fs``), to show what the client's reads cost each way (not run by default).
 SOURCES = {
     "local files": """
     folder: {root}/clean
     labels: folders
     regions: {{object: {{mask: "{root}/masks/{{stem}}.png"}}}}""",
     "S3 (local server)": """
+    folder: s3://bench/n{n}/clean
+    labels: folders
+    regions: {{object: {{mask: "s3://bench/n{n}/masks/{{stem}}.png"}}}}
+    storage_options: {{endpoint_url: "{endpoint}"}}""",
+    "S3, s3fs reads": """
     folder: s3://bench/n{n}/clean
     labels: folders
     regions: {{object: {{mask: "s3://bench/n{n}/masks/{{stem}}.png"}}}}
@@ -61,6 +71,9 @@ SOURCES = {
     columns: {{masks: {{object: mask.png}}}}""",
 }
 
+SOURCE_ENV = {"S3, s3fs reads": {"VITAUDIT_S3_READS": "s3fs"}}
+DEFAULT_SOURCES = [name for name in SOURCES if name != "S3, s3fs reads"]
+
 AUDIT = """\
 models:
   vit: {{name: "fixture:vit-scenes"}}
@@ -72,7 +85,7 @@ expect:
 """
 
 
-def prepare(root: Path, n: int, server: S3Server) -> int:
+def prepare(root: Path, n: int, server) -> int:
     """Scenes, tables and shards below ``root``; the folder and masks uploaded; the shard count."""
     import dataset_files
     import dataset_tables
@@ -91,27 +104,62 @@ def prepare(root: Path, n: int, server: S3Server) -> int:
     return len(shards)
 
 
-def run_sources(tmp: Path, n: int, server: S3Server, names: list[str]) -> list[dict]:
+WRAP = """\
+import resource, subprocess, sys, time
+t = time.perf_counter()
+rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+wall = time.perf_counter() - t
+use = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(wall, use.ru_maxrss / 1024, use.ru_utime + use.ru_stime, rc)
+"""
+
+
+def measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, float, int]:
+    """Wall time (s), peak RSS (MB), CPU time (s, user + system) and exit code of ``cmd`` in a
+    fresh process (with ``env`` added to the environment)."""
+    out = subprocess.run([sys.executable, "-c", WRAP, *cmd], capture_output=True, text=True, check=True,
+                         env={**os.environ, **(env or {})})
+    wall, rss, cpu, rc = out.stdout.split()
+    return float(wall), float(rss), float(cpu), int(rc)
+
+
+def run_sources(tmp: Path, n: int, server, server_cpu, names: list[str], repeat: int = 1) -> list[dict]:
+    """Each source's audit of ``n`` scenes, ``repeat`` rounds (each round runs every source once, so
+    a burst of load from elsewhere falls on all of them); per source the round with the median
+    wall time."""
+    import statistics
+
     root = tmp / f"n{n}"
     t = time.perf_counter()
     shards = prepare(root, n, server)
     print(f"  prepared {n} scenes (files, Parquet, {shards} shards, upload) in {time.perf_counter() - t:.0f} s",
           flush=True)
+    runs: dict[str, list[dict]] = {}
+    for round_ in range(repeat):
+        for i, (name, source) in enumerate(SOURCES.items()):
+            if name not in names:
+                continue
+            audit = root / f"audit_{i}.yaml"
+            audit.write_text(AUDIT.format(source=source.format(root=root, n=n, endpoint=server.endpoint,
+                                                               classes=CLASSES, first="000",
+                                                               last=f"{shards - 1:03d}")))
+            cmd = [sys.executable, "-m", "pytest", str(audit), "-q", "-p", "no:cacheprovider", "--audit-no-report",
+                   "--rootdir", str(root)]
+            before = server_cpu()
+            wall, rss, cpu, rc = measured(cmd, SOURCE_ENV.get(name))
+            srv = server_cpu() - before
+            if rc != 0:  # say why: the same run again, its summary lines
+                tail = subprocess.run(cmd + ["-rf", "--tb=line"], capture_output=True, text=True,
+                                      env={**os.environ, **SOURCE_ENV.get(name, {})}).stdout.splitlines()
+                print("\n".join("    | " + line[:300] for line in tail[-8:]), flush=True)
+            runs.setdefault(name, []).append({"source": name, "n": n, "wall": wall, "rss": rss, "rc": rc, "cpu": cpu,
+                                              "server_cpu": srv})
+            print(f"  {name:18s} {wall:7.1f} s  client CPU {cpu:7.1f} s  server CPU {srv:6.1f} s  "
+                  f"peak {rss:6.0f} MB  exit {rc}" + (f"  (round {round_ + 1})" if repeat > 1 else ""), flush=True)
     out = []
-    for name, source in SOURCES.items():
-        if name not in names:
-            continue
-        audit = root / f"audit_{len(out)}.yaml"
-        audit.write_text(AUDIT.format(source=source.format(root=root, n=n, endpoint=server.endpoint, classes=CLASSES,
-                                                           first="000", last=f"{shards - 1:03d}")))
-        cmd = [sys.executable, "-m", "pytest", str(audit), "-q", "-p", "no:cacheprovider", "--audit-no-report",
-               "--rootdir", str(root)]
-        wall, rss, rc = measured(cmd)
-        if rc != 0:  # say why: the same run again, its summary lines
-            tail = subprocess.run(cmd + ["-rf", "--tb=line"], capture_output=True, text=True).stdout.splitlines()
-            print("\n".join("    | " + line[:300] for line in tail[-8:]), flush=True)
-        out.append({"source": name, "n": n, "wall": wall, "rss": rss, "rc": rc})
-        print(f"  {name:18s} {wall:7.1f} s  peak {rss:6.0f} MB  exit {rc}", flush=True)
+    for name, mine in runs.items():
+        median = statistics.median_low([r["wall"] for r in mine])
+        out.append(dict(next(r for r in mine if r["wall"] == median), rounds=len(mine)))
     return out
 
 
@@ -185,14 +233,7 @@ def put_small(server, bucket: str, keys) -> None:
 
 def listing_section(args: argparse.Namespace) -> None:
     print(f"listing ({args.list_server}):", flush=True)
-    if args.list_server == "seaweedfs":
-        from seaweedfs_server import SeaweedServer
-
-        server = SeaweedServer().start()
-        server_cpu = server.cpu_seconds
-    else:
-        server = S3Server().start()
-        server_cpu = time.process_time  # moto runs in this process
+    server, server_cpu = start_server(args.list_server)
     try:
         rows = listing_rate(server, args.list_objects, args.list_clients, server_cpu)
     finally:
@@ -220,35 +261,70 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000])
     ap.add_argument("--list-objects", type=int, nargs="*", default=[10000, 100000])
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds per size (every source once a round); the table gives each source's median round")
+    ap.add_argument("--server", choices=["seaweedfs", "moto"], default=None,
+                    help="the S3 server the S3 source reads from (default: seaweedfs when installed, else moto, "
+                         "which runs inside this process)")
     ap.add_argument("--list-server", choices=["seaweedfs", "moto"], default=None,
                     help="the S3 server the listing runs against (default: seaweedfs when installed, else moto)")
     ap.add_argument("--list-clients", nargs="*", default=["obstore", "s3fs"], choices=list(CLIENTS))
-    ap.add_argument("--sources", nargs="*", default=list(SOURCES), help="a subset of: " + ", ".join(SOURCES))
+    ap.add_argument("--sources", nargs="*", default=DEFAULT_SOURCES, choices=list(SOURCES), metavar="SOURCE",
+                    help="the sources to time (default: all but 'S3, s3fs reads'), of: " + ", ".join(SOURCES))
     args = ap.parse_args(argv)
-    if args.list_server is None:
-        from seaweedfs_server import weed_binary
+    from seaweedfs_server import weed_binary
 
-        args.list_server = "seaweedfs" if weed_binary() else "moto"
+    args.server = args.server or ("seaweedfs" if weed_binary() else "moto")
+    args.list_server = args.list_server or ("seaweedfs" if weed_binary() else "moto")
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     rows = []
     if args.sizes:
-        server = S3Server().start()
+        server, server_cpu = start_server(args.server)
+        print(f"sources (S3: {args.server} on {server.endpoint}):", flush=True)
         try:
             with tempfile.TemporaryDirectory(prefix="vitaudit-bench-sources-") as tmp:
+                warm_up(Path(tmp))
                 for n in args.sizes:
                     print(f"{n} images:", flush=True)
-                    rows += run_sources(Path(tmp), n, server, args.sources)
+                    rows += run_sources(Path(tmp), n, server, server_cpu, args.sources, args.repeat)
         finally:
             server.stop()
     if args.list_objects:
         listing_section(args)
     if rows:
-        print("\n| source | images | wall (s) | vs local files | peak RSS (MB) |\n|---|---|---|---|---|")
+        print(f"\n| source | images | wall (s) | vs local files | client CPU (s) | beyond local, per image | "
+              f"server CPU (s) | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|")
     for r in rows:
         local = next((x for x in rows if x["n"] == r["n"] and x["source"] == "local files"), r)
-        print(f"| {r['source']} | {r['n']} | {r['wall']:.1f} | {r['wall'] / local['wall']:.2f}x | {r['rss']:.0f} |"
-              + ("" if r["rc"] == 0 else f" exit {r['rc']}"))
+        extra = (r["cpu"] - local["cpu"]) / r["n"] * 1000
+        print(f"| {r['source']} | {r['n']} | {r['wall']:.1f} | {r['wall'] / local['wall']:.2f}x | {r['cpu']:.1f} | "
+              f"{extra:+.1f} ms | {r['server_cpu']:.1f} | {r['rss']:.0f} |" + ("" if r["rc"] == 0 else f" exit {r['rc']}"))
     return 0
+
+
+def warm_up(tmp: Path) -> None:
+    """One untimed audit of 10 local scenes, so the first timed process does not also pay for
+    reading torch, timm and the fixture models from a cold disk cache."""
+    import dataset_files
+
+    root = tmp / "warm"
+    dataset_files.write_scene_dataset(root, 10, shortcut=False, formats=("masks",))
+    audit = root / "audit_warm.yaml"
+    audit.write_text(AUDIT.format(source=SOURCES["local files"].format(root=root)))
+    subprocess.run([sys.executable, "-m", "pytest", str(audit), "-q", "-p", "no:cacheprovider", "--audit-no-report",
+                    "--rootdir", str(root)], capture_output=True)
+
+
+def start_server(kind: str):
+    """A started S3 server of ``kind`` and a function giving its CPU seconds so far: SeaweedFS's
+    process's own, or, for moto (threads of this process, which otherwise only waits on the
+    audit's), this process's."""
+    if kind == "seaweedfs":
+        from seaweedfs_server import SeaweedServer
+
+        server = SeaweedServer().start()
+        return server, server.cpu_seconds
+    return S3Server().start(), time.process_time
 
 
 if __name__ == "__main__":

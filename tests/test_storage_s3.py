@@ -395,3 +395,131 @@ def test_a_retry_for_that_is_not_seconds_is_an_error_at_its_line(tmp_path: Path,
     spec = declare(tmp_path, f"folder_d:\n  folder: {SCENES}/clean\n  labels: folders\n  retry_for: {value}\n")
     assert [(e.line, e.message.split(" (")[0]) for e in spec.errors][:1] == [
         (7, "'retry_for' must be a number of seconds from 0 to 3600")]
+
+
+def test_a_single_images_mask_uri_is_read_with_the_images_storage_options_and_cache(
+        s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The endpoint is given only in the image's storage_options: the mask at a URI is checked
+    when declared and read when rasterised through the image's own Store (options and cache);
+    with the environment's options alone neither would reach the server."""
+    from vitaudit.images import load_image
+    from vitaudit.regions import rasterize
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    cache = tmp_path / "cache"
+    audit = tmp_path / "audit_m.yaml"
+    audit.write_text(textwrap.dedent(f"""\
+        models:
+          m: {{name: "fixture:vit-scenes"}}
+        images:
+          scene:
+            path: s3://scenes/clean/striped/00000.png
+            storage_options: {{endpoint_url: '{s3.endpoint}', config_kwargs: {{retries: {{max_attempts: 1}}}}}}
+            cache: {cache}
+            retry_for: 0
+            regions:
+              object: {{mask: s3://scenes/masks/00000.png}}
+              gone: {{mask: s3://scenes/masks/99999.png}}
+        expect:
+          - scene: m.attention mass in object > 0.0
+        """))
+    spec = parse_audit_file(str(audit))
+    assert [(e.line, e.message) for e in spec.errors] == [(11, "region 'gone': mask not found: s3://scenes/masks/99999.png")]
+    decl = spec.images["scene"]
+    region = decl.regions["object"]
+    assert region.store is decl.store and "endpoint" not in repr(region)
+    loaded = load_image(decl.path, decl.store)
+    local = rasterize(replace_path(region, str(SCENES / "masks/00000.png")), loaded.data.shape[:2])
+    assert local.any() and not local.all()
+    assert np.array_equal(rasterize(region, loaded.data.shape[:2]), local)
+    cached = sorted(p.name for p in cache.rglob("*") if p.is_file() and not p.name.startswith("cache"))
+    assert len(cached) == 2, cached  # the image and its mask, through the same cache
+    s3.stop()  # a reread comes from the cache, the server gone
+    try:
+        assert np.array_equal(rasterize(region, loaded.data.shape[:2]), local)
+    finally:
+        s3.start()
+    # Without the image's Store (the environment's options only; a fresh client, as fsspec may keep
+    # one an earlier test made with AWS_ENDPOINT_URL set), the mask is not reachable.
+    from vitaudit.regions import RegionError
+
+    with pytest.raises(RegionError, match=r"mask file s3://scenes/masks/00000\.png cannot be read .*is unreachable"):
+        rasterize(replace_path(region, region.mask_path, store=Store({"skip_instance_cache": True}, retry_for=0)), loaded.data.shape[:2])
+
+
+def replace_path(region, path: str, **changes):
+    import dataclasses
+
+    return dataclasses.replace(region, mask_path=path, **changes)
+
+
+@pytest.mark.parametrize("workers", [0, 2])  # fetching only (decoding between batches), or decoding too
+def test_the_pass_reads_the_masks_it_measures_ahead_in_its_fetch_threads(s3: S3Server, tmp_path: Path,
+                                                                         workers: int) -> None:
+    """The masks of the measured regions are fetched with the images, a batch ahead: once a batch
+    is yielded its masks draw with the server gone; a mask missing from the bucket is still that
+    image's region error, raised when drawn; regions not asked for are not read."""
+    from vitaudit.audit.dataset_pass import decoded
+    from vitaudit.datasets.fetch import Fetched
+    from vitaudit.regions import Region, RegionError, rasterize
+
+    spec = declare(tmp_path, folder_only(s3, ", config_kwargs: {retries: {max_attempts: 1}}").rstrip("\n")
+                   + "\n  retry_for: 0\n")
+    samples = spec.datasets["folder_d"].samples[:10]
+    gone = samples[3]
+    key = str(gone.regions["object"].region.mask_path)[len("s3://scenes/"):]
+    c = s3.client()
+    body = c.get_object(Bucket="scenes", Key=key)["Body"].read()
+    c.delete_object(Bucket="scenes", Key=key)
+    try:
+        batches = list(decoded(samples, 4, workers=workers, regions=["object"]))
+        unasked = next(decoded(samples[:2], 2, workers=workers))[0]
+    finally:
+        c.put_object(Bucket="scenes", Key=key, Body=body)
+    assert [len(b) for b, _ in batches] == [4, 4, 2]
+    got = [(s, im) for b, ims in batches for s, im in zip(b, ims)]
+    assert [s.index for s, _ in got] == [s.index for s in samples]
+    assert all(isinstance(s.regions["object"].source, Fetched) for s, _ in got)
+    assert [s.regions["object"] for s in unasked] == [s.regions["object"] for s in samples[:2]]
+    assert not any(isinstance(s.regions["object"].source, Fetched) for s in unasked)
+    s3.stop()
+    try:
+        for s, im in got:
+            hw = im.data.shape[:2]
+            if s.index == gone.index:
+                with pytest.raises(RegionError, match=rf"region 'object': mask s3://scenes/{key} does not exist$"):
+                    s.regions["object"].mask(hw)
+                continue
+            local = SCENES / str(s.regions["object"].region.mask_path)[len("s3://scenes/"):]
+            want = rasterize(Region("object", "mask", (), "px", str(local)), hw)
+            assert want.any() and np.array_equal(s.regions["object"].mask(hw), want), s.name
+    finally:
+        s3.start()
+
+
+def test_an_audit_of_a_single_image_with_its_mask_at_uris_runs_with_the_images_options_only(
+        project: pytest.Pytester, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole audit, through pytest: image and mask in the bucket, the endpoint only in the
+    image's storage_options; the value equals the same audit's over the local files."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    audit = """\
+models:
+  vit: {{name: "fixture:vit-scenes"}}
+images:
+  scene:
+    path: {root}/clean/striped/00000.png{options}
+    regions: {{object: {{mask: {root}/masks/00000.png}}}}
+expect:
+  - scene: vit.attention mass in object > 0.0
+"""
+    values = []
+    for name, root, options in (("audit_local.yaml", ".", ""), ("audit_s3.yaml", "s3://scenes/small",
+                                f"\n    storage_options: {{endpoint_url: '{s3.endpoint}', skip_instance_cache: true}}")):
+        (project.path / name).write_text(audit.format(root=root, options=options))
+        result = project.runpytest("-p", "no:cacheprovider", "-q", name)
+        result.assert_outcomes(passed=1)
+        (project.path / name).unlink()
+        values.append(audit_json(project)["expectations"][0]["value"])
+    assert values[0] is not None and values[0] > 0 and values[1] == values[0], values

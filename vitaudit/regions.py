@@ -15,9 +15,9 @@ from __future__ import annotations
 import io
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -29,7 +29,9 @@ class Region:
     - ``kind == "box"``: ``points == ((x0, y0), (x1, y1))``, x1/y1 exclusive (like slicing).
     - ``kind == "polygon"``: ``points`` are the vertices ``(x, y)`` in order.
     - ``kind == "mask"``: ``mask_path`` is an image file; non-zero pixels are inside.
-    ``file``/``line`` say where it was declared, for error messages.
+    ``file``/``line`` say where it was declared, for error messages. ``store``: the
+    :class:`~vitaudit.storage.Store` a ``mask_path`` URI is read with (the declaring image's
+    ``storage_options`` and ``cache``); ``None`` reads it with the environment's options only.
     """
 
     name: str
@@ -39,6 +41,7 @@ class Region:
     mask_path: str | None = None
     file: str = ""
     line: int = 0
+    store: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,7 @@ def _mask(region: Region, h: int, w: int, rh: int, rw: int, data: bytes | None =
     path: object = region.mask_path if is_uri(region.mask_path) else _mask_path(region)
     try:
         if data is None and is_uri(region.mask_path):
-            data = read_bytes(region.mask_path)
+            data = read_bytes(region.mask_path, region.store)
         with Image.open(io.BytesIO(data) if data is not None else path) as im:
             im = ImageOps.exif_transpose(im)
             if im.mode in ("1", "L", "I", "F") or im.mode.startswith("I;16"):

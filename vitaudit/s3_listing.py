@@ -5,8 +5,8 @@ Why: a recursive listing of an S3 prefix through s3fs spends about one CPU secon
 s3fs's bookkeeping), so a 1,000,000-object prefix costs minutes of client CPU whatever the
 server does. `obstore <https://developmentseed.org/obstore>`_ (Development Seed's Python binding of
 the Apache Arrow project's ``object_store`` crate) pages and parses the same listing in Rust, at
-a small fraction of that (figures in ``docs/datasets.md``). It is used for listing only; every
-read still goes through fsspec/s3fs (``vitaudit.storage``).
+a small fraction of that (figures in ``docs/datasets.md``). Object reads have their own fast
+path in :mod:`vitaudit.s3_reads`, which maps ``storage_options`` with :func:`store_kwargs`.
 
 The fast path must list exactly what ``s3fs.find(path, withdirs=False)`` lists, so it gives way
 to s3fs (returns ``None``) whenever it cannot be sure:

@@ -15,7 +15,6 @@ decode threads. With ``cache:``, shards at a URI are kept locally, so both reads
 from __future__ import annotations
 
 import json
-import os
 import tarfile
 from dataclasses import dataclass, field
 

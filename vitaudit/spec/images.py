@@ -80,7 +80,7 @@ def _image(ctx: Ctx, key: str, key_line: int, node: YNode, decls: Declarations,
             skimage = _skimage_name(node.value["skimage"])
         except SentenceError as exc:
             ctx.error(exc.line or key_line, exc.message)
-    regions = _regions(ctx, key, node.value.get("regions"), size, decls, region_errors)
+    regions = _regions(ctx, key, node.value.get("regions"), size, decls, region_errors, store)
     if path is None and skimage is None:
         return None
     return ImageDecl(key=key, path=path, skimage=skimage, regions=regions, file=ctx.file, line=key_line,
@@ -148,7 +148,9 @@ def _skimage_name(node: YNode) -> str:
 
 
 def _regions(ctx: Ctx, image: str, node: YNode | None, size: tuple[int, int] | None,
-             decls: Declarations, region_errors: list[SpecError]) -> dict[str, Region]:
+             decls: Declarations, region_errors: list[SpecError], store=None) -> dict[str, Region]:
+    """The image's regions; a mask at a URI is checked and later read with ``store``, the image's
+    own (its ``storage_options`` and ``cache``), as the image itself is."""
     regions: dict[str, Region] = {}
     bad: dict[str, str] = {}
     decls.regions[image] = regions
@@ -161,7 +163,7 @@ def _regions(ctx: Ctx, image: str, node: YNode | None, size: tuple[int, int] | N
     for name, value in node.value.items():
         key_line = node.keys[name].line
         errors: list[tuple[int, str]] = []
-        region = _region(name, key_line, value, size, errors, ctx)
+        region = _region(name, key_line, value, size, errors, ctx, store)
         for line, message in errors:
             region_errors.append(ctx.error(line, message))
         if errors:
@@ -172,7 +174,7 @@ def _regions(ctx: Ctx, image: str, node: YNode | None, size: tuple[int, int] | N
 
 
 def _region(name: str, key_line: int, node: YNode, size: tuple[int, int] | None,
-            errors: list[tuple[int, str]], ctx: Ctx) -> Region | None:
+            errors: list[tuple[int, str]], ctx: Ctx, store=None) -> Region | None:
     if not NAME_RE.match(name) or name.lower() == "not":
         why = "is reserved" if name.lower() == "not" else "must be a name of letters, digits, '_' and '-'"
         errors.append((key_line, f"region name '{name}' {why}"))
@@ -204,11 +206,14 @@ def _region(name: str, key_line: int, node: YNode, size: tuple[int, int] | None,
                 raise SentenceError("'units' does not apply to a mask", node.value["units"].line)
         shape = node.value[kind]
         if kind == "mask":
-            mask_path, mask_size = _image_file(ctx, shape, "mask")
+            mask_path, mask_size = _image_file(ctx, shape, "mask", store=store)
             if size is not None and mask_size is not None and mask_size != size:
                 raise SentenceError(f"mask is {mask_size[0]}x{mask_size[1]} px but the image is "
                                     f"{size[0]}x{size[1]}; a mask must have the image's size", shape.line)
-            return Region(name, "mask", (), "px", mask_path, ctx.file, key_line)
+            from vitaudit.storage import is_uri
+
+            return Region(name, "mask", (), "px", mask_path, ctx.file, key_line,
+                          store=store if is_uri(mask_path) else None)
         points = _box(shape) if kind == "box" else _polygon(shape)
         _check_points(kind, points, units, size, shape)
     except SentenceError as exc:
