@@ -136,7 +136,8 @@ class MeasureBatches:
             **Rows().arrays(), "ds": np.zeros(0, dtype=np.int32)}
 
     def _whole(self, part: _Part, samples: list["Sample"], rows: Rows) -> None:
-        _, images = next(decoded(samples, len(samples), workers=0))
+        # the masks of the measured regions are fetched with the images, as in the local pass
+        samples, images = next(decoded(samples, len(samples), workers=0, regions=part.plan.region_names))
         try:
             shard = measure_shard(part.sample_ev, samples, images)
         except Exception:  # noqa: BLE001 - one image's error must not cost the others: measure them alone
@@ -154,7 +155,7 @@ class MeasureBatches:
                 self._fail(part, s, cause, rows)
                 continue
             self.ledger.alone.remote(key, s.index)
-            _, images = next(decoded([s], 1, workers=0))
+            (s,), images = next(decoded([s], 1, workers=0, regions=part.plan.region_names))
             self._one(part, s, images[0], rows)
         self.ledger.alone.remote(key, None)
 
@@ -282,8 +283,7 @@ def run_datasets_ray(evaluator: "Evaluator", passes: Sequence[tuple["Dataset", S
     if todo and cause is None:  # a finished pipeline left rows out: the driver measures those itself
         for i, a, b in todo:
             dataset, got = passes[i][0], gots[i]
-            samples = list(dataset.samples[a:b])
-            _, images = next(decoded(samples, len(samples)))
+            samples, images = next(decoded(list(dataset.samples[a:b]), b - a, regions=plans[i].region_names))
             sample_ev = SampleEvaluator(evaluator, plans[i], dataset)
             got.add_shard(samples, measure_shard(sample_ev, samples, images), set(got.missing(a, b)))
     elif todo:
