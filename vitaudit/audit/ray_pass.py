@@ -148,16 +148,19 @@ class MeasureBatches:
 
     def _alone(self, part: _Part, key: int, samples: list["Sample"], killers: set[int], attempt: int,
                rows: Rows) -> None:
+        import ray
+
         for s in samples:
             if s.index in killers:
                 cause = (f"its worker process died each time it was measured ({attempt - 1} attempts, the last "
                          "with this image alone: a crash in native code or out of memory); not measured")
                 self._fail(part, s, cause, rows)
                 continue
-            self.ledger.alone.remote(key, s.index)
+            # awaited: the ledger must know this image before measuring it can kill the worker
+            ray.get(self.ledger.alone.remote(key, s.index))
             (s,), images = next(decoded([s], 1, workers=0, regions=part.plan.region_names))
             self._one(part, s, images[0], rows)
-        self.ledger.alone.remote(key, None)
+        ray.get(self.ledger.alone.remote(key, None))
 
     def _one(self, part: _Part, sample: "Sample", image: Any, rows: Rows) -> None:
         try:
