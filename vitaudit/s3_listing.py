@@ -50,9 +50,11 @@ _CLIENT_KWARGS = {"endpoint_url", "region_name", "aws_access_key_id", "aws_secre
 _CONFIG_KWARGS = {"retries", "connect_timeout", "read_timeout", "max_pool_connections", "region_name", "s3"}
 
 
-def enabled() -> bool:
-    """Whether the fast path may be tried: obstore importable and not switched off."""
-    if os.environ.get(ENV_SWITCH, "").strip().lower() == "s3fs":
+def enabled(switch: str = ENV_SWITCH) -> bool:
+    """Whether an obstore fast path may be tried: obstore importable and the environment
+    variable ``switch`` (this module's for listing, :mod:`vitaudit.s3_reads`' for reads) not
+    set to ``s3fs``."""
+    if os.environ.get(switch, "").strip().lower() == "s3fs":
         return False
     try:
         import obstore  # noqa: F401

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import os
 from typing import Any, Mapping
 
 log = logging.getLogger(__name__)
@@ -34,14 +33,10 @@ ENV_SWITCH = "VITAUDIT_S3_READS"
 
 
 def enabled() -> bool:
-    """Whether the fast path may be tried: obstore importable and not switched off."""
-    if os.environ.get(ENV_SWITCH, "").strip().lower() == "s3fs":
-        return False
-    try:
-        import obstore  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether the fast path may be tried: obstore importable and :data:`ENV_SWITCH` not ``s3fs``."""
+    from . import s3_listing
+
+    return s3_listing.enabled(ENV_SWITCH)
 
 
 class GaveWay(Exception):

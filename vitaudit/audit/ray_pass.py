@@ -34,7 +34,7 @@ import numpy as np
 
 from .dataset_pass import DatasetRun, Plan, SampleEvaluator, ShardValues, batch_size_for, decoded, measure_shard
 from .ray_cluster import Cluster, Pool, RayOptions, connect, pool, quiet_warnings
-from .ray_rows import COLUMNS, Collected, Rows, _counted, _text  # noqa: F401  (COLUMNS, _text: re-exported)
+from .ray_rows import COLUMNS, Collected, Rows, _counted
 from .session import AuditSession
 
 if TYPE_CHECKING:
@@ -240,11 +240,15 @@ def _round(passes: Sequence[tuple["Dataset", Sequence["Expectation"]]], todo: li
                     continue  # rows of a pass this run does not have: left out
                 got.add({c: np.asarray(batch[c])[sel] for c in COLUMNS})
             if progress is not None:
-                progress(sum(g.done for g in gots.values()), total,
-                         workers=len(set().union(*(g.workers for g in gots.values()))))
+                _progress(progress, gots, total)
     except Exception as exc:  # noqa: BLE001 - the pipeline failed: what arrived is kept
         return _one_line(exc)
     return None
+
+
+def _progress(progress: Callable[..., None], gots: dict[int, Collected], total: int) -> None:
+    """Report images done over all the passes, and the workers seen so far."""
+    progress(sum(g.done for g in gots.values()), total, workers=len(set().union(*(g.workers for g in gots.values()))))
 
 
 def _batch_key(i: int, start: int) -> int:
@@ -294,8 +298,7 @@ def run_datasets_ray(evaluator: "Evaluator", passes: Sequence[tuple["Dataset", S
             for j in gots[i].missing(a, b):
                 gots[i].fail(j, f"not measured: the Ray pipeline failed {ROUNDS} times ({cause})")
     if progress is not None and gots:
-        progress(sum(g.done for g in gots.values()), sum(len(passes[i][0].samples) for i in gots),
-                 workers=len(set().union(*(g.workers for g in gots.values()))))
+        _progress(progress, gots, sum(len(passes[i][0].samples) for i in gots))
     if ledger is not None:
         try:
             ray.kill(ledger)
