@@ -15,6 +15,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import plain_png
 from .storage import Store, is_uri
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray, "LoadedImage"]
@@ -115,6 +116,13 @@ def _read_path(path: Path) -> np.ndarray:
 
 def _decode(fp: "Path | io.BytesIO", path: str) -> np.ndarray:
     try:
+        if isinstance(fp, Path):
+            plain = plain_png.decode(fp)
+        else:
+            with fp.getbuffer() as buf:
+                plain = plain_png.decode(buf)
+        if plain is not None:  # a plain 8-bit PNG: Pillow's pixels, decoded by OpenCV
+            return _gray_to_rgb(plain) if plain.ndim == 2 else plain
         with Image.open(fp) as im:
             im.load()
             ImageOps.exif_transpose(im, in_place=True)  # no copy of a camera photo

@@ -190,29 +190,41 @@ def _mask_path(region: Region) -> Path:
     return beside if beside.exists() else p
 
 
+def _pil_mask(source: Any) -> np.ndarray:
+    """Where a mask image (a path or a file object) is non-zero, EXIF orientation applied."""
+    from PIL import Image, ImageOps
+
+    with Image.open(source) as im:
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("1", "L", "I", "F") or im.mode.startswith("I;16"):
+            return np.asarray(im) != 0
+        # colour/palette/alpha: alpha 0 is outside, else any non-zero colour channel;
+        # a shape drawn in black on transparency is its opaque part
+        rgba = np.asarray(im.convert("RGBA"))
+        alpha = rgba[..., 3] != 0
+        inside = alpha & (rgba[..., :3] != 0).any(axis=-1)
+        if not inside.any() and not alpha.all():
+            inside = alpha
+        return inside
+
+
 def _mask(region: Region, h: int, w: int, rh: int, rw: int, data: bytes | None = None) -> np.ndarray:
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     if not region.mask_path:
         raise _err(region, "is a mask but has no mask file")
+    from . import plain_png
     from .storage import is_uri, read_bytes
 
     path: object = region.mask_path if is_uri(region.mask_path) else _mask_path(region)
     try:
         if data is None and is_uri(region.mask_path):
             data = read_bytes(region.mask_path, region.store)
-        with Image.open(io.BytesIO(data) if data is not None else path) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("1", "L", "I", "F") or im.mode.startswith("I;16"):
-                inside = np.asarray(im) != 0
-            else:
-                # colour/palette/alpha: alpha 0 is outside, else any non-zero colour channel;
-                # a shape drawn in black on transparency is its opaque part
-                rgba = np.asarray(im.convert("RGBA"))
-                alpha = rgba[..., 3] != 0
-                inside = alpha & (rgba[..., :3] != 0).any(axis=-1)
-                if not inside.any() and not alpha.all():
-                    inside = alpha
+        plain = plain_png.decode(data if data is not None else Path(str(path)))
+        if plain is not None:  # a plain 8-bit grey or RGB PNG, no EXIF: what _pil_mask finds, sooner
+            inside = plain != 0 if plain.ndim == 2 else (plain != 0).any(axis=-1)
+        else:
+            inside = _pil_mask(io.BytesIO(data) if data is not None else path)
     except FileNotFoundError:
         raise _err(region, f"mask file {path} does not exist") from None
     except Image.DecompressionBombError as e:
