@@ -146,3 +146,62 @@ def test_the_batched_device_measurement_gives_the_full_measurements_values(tmp_p
             if exp.metric == "pointing_game":
                 hits.add(quick[exp.id][j])
     assert hits == {0.0, 1.0}, "hits and misses both occur, so the pointing game comparison tells"
+
+
+def test_masks_drawn_in_the_decode_threads_change_no_value(evaluator: Evaluator, monkeypatch) -> None:
+    """The pass draws small images' masks where it decodes them (datasets.fetch.draw_masks): every
+    value, check and error is what drawing them when measured gives."""
+    import vitaudit.datasets.fetch as fetch
+
+    spec = evaluator.spec
+    dataset = spec.datasets["scenes"]
+    exps = list(spec.expectations)
+    ahead = run_dataset(evaluator, dataset, exps, batch_size=8)
+    first, _ = next(decoded(dataset.samples, 8, regions=["object"]))
+    assert all(isinstance(s.regions["object"], fetch.Drawn) for s in first)
+    monkeypatch.setattr(fetch, "DRAW_AHEAD_PIXELS", 0)
+    first, _ = next(decoded(dataset.samples, 8, regions=["object"]))
+    assert not any(isinstance(s.regions["object"], fetch.Drawn) for s in first)
+    late = run_dataset(evaluator, dataset, exps, batch_size=8)
+    for exp in exps:
+        a, b = ahead.values[exp.id], late.values[exp.id]
+        for col in ("index", "value", "has_value", "passed", "error"):
+            np.testing.assert_array_equal(getattr(a, col), getattr(b, col), err_msg=f"{exp.id} {col}")
+        assert a.errors == b.errors
+
+
+def test_a_mask_drawn_ahead_answers_as_its_region_does(tmp_path) -> None:
+    """The mask at the image's size, read only; another size drawn by the region; a bad mask's
+    error raised when the mask is asked for, each time, with the region's own words."""
+    from PIL import Image
+
+    from vitaudit.datasets.base import Sample
+    from vitaudit.datasets.fetch import Drawn, draw_masks
+    from vitaudit.datasets.regions import Declared
+    from vitaudit.regions import Region, RegionError
+
+    inside = np.zeros((16, 20), np.uint8)
+    inside[4:12, 5:15] = 255
+    Image.fromarray(inside).save(tmp_path / "m.png")
+    Image.fromarray(np.zeros((16, 20), np.uint8)).save(tmp_path / "empty.png")
+    good = Declared(Region("object", "mask", mask_path=str(tmp_path / "m.png")))
+    bad = Declared(Region("hole", "mask", mask_path=str(tmp_path / "empty.png")))
+    sample = Sample(0, str(tmp_path / "a.png"), "a.png", regions={"object": good, "hole": bad})
+    drawn = draw_masks(sample, ["object", "hole", "absent"], (16, 20))
+    assert set(drawn.regions) == {"object", "hole"} and drawn.index == 0 and drawn.name == "a.png"
+    obj, hole = drawn.regions["object"], drawn.regions["hole"]
+    assert isinstance(obj, Drawn) and obj.name == "object"
+    np.testing.assert_array_equal(obj.mask((16, 20)), good.mask((16, 20)))
+    assert not obj.mask((16, 20)).flags.writeable
+    with pytest.raises(RegionError) as other:  # another size: the region's own answer
+        good.mask((8, 10))
+    with pytest.raises(RegionError, match="is 20x16 \\(WxH\\) but the image is 10x8") as got:
+        obj.mask((8, 10))
+    assert str(got.value) == str(other.value)
+    with pytest.raises(RegionError) as expected:
+        bad.mask((16, 20))
+    for _ in range(2):
+        with pytest.raises(RegionError) as got:
+            hole.mask((16, 20))
+        assert str(got.value) == str(expected.value)
+    assert draw_masks(sample, ["object"], (2048, 2048)) is sample  # a large photo's masks: drawn when measured

@@ -266,19 +266,23 @@ FETCH_THREADS = 16
 def decoded(samples: Sequence["Sample"], batch_size: int, workers: int | None = None,
             regions: Collection[str] = ()) -> Iterator[tuple[list["Sample"], list["LoadedImage | BaseException"]]]:
     """Batches of samples with their decoded images; fetching and decoding run one batch ahead in
-    threads (with no core to spare, only the fetching: decoding then happens between batches).
+    threads (with no core to spare, only the fetching: decoding then happens between batches, by a
+    thread per core unless ``workers`` is 0). Masks of ``regions`` are drawn where the images are
+    decoded (:func:`~vitaudit.datasets.fetch.draw_masks`; small images only).
     The masks of ``regions`` (the regions the pass measures) that are fetched from storage, shards
     or tables are read ahead in the same threads (the yielded samples hold them, see
     :func:`~vitaudit.datasets.fetch.fetch_masks`), so the models' thread waits on no request.
     At most two batches of images (or of fetched bytes) are held at a time."""
-    from vitaudit.datasets.fetch import decode_sample, fetch_masks, fetch_sample, fetches_masks, read_sample
+    from vitaudit.datasets.fetch import (decode_sample, draw_masks, fetch_masks, fetch_sample, fetches_masks,
+                                         read_sample)
 
     def read(sample: "Sample"):
         sample = fetch_masks(sample, regions)
         try:
-            return sample, read_sample(sample)
+            image = read_sample(sample)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is reported by name
             return sample, exc
+        return draw_masks(sample, regions, image.size), image
 
     def fetch(sample: "Sample"):
         sample = fetch_masks(sample, regions)
@@ -296,12 +300,23 @@ def decoded(samples: Sequence["Sample"], batch_size: int, workers: int | None = 
             return exc
 
     chunks = [list(samples[i : i + batch_size]) for i in range(0, len(samples), batch_size)]
+    remote = any(s.source is not None or fetches_masks(s, regions) for s in samples[:1])
+    cores = os.cpu_count() or 1
     if workers is None:
         workers = decode_workers()
-    remote = any(s.source is not None or fetches_masks(s, regions) for s in samples[:1])
-    if workers == 0 and not remote:  # no core to spare: decoding threads would only slow the models' own threads
+        if workers == 0 and not remote and cores > 1:
+            # No core to spare while the models run: each batch is decoded while the models wait
+            # for it, by a thread per core (as a plain script's pool.map does; OpenCV's PNG decoding
+            # releases the interpreter lock), never beside the models' own threads.
+            with ThreadPoolExecutor(cores, thread_name_prefix="vitaudit-decode") as pool:
+                for chunk in chunks:
+                    got = list(pool.map(read, chunk))
+                    yield [s for s, _ in got], [d for _, d in got]
+            return
+    if workers == 0 and not remote:  # asked for no threads (a Ray worker), or one core
         for chunk in chunks:
-            yield chunk, [read(s)[1] for s in chunk]
+            got = [read(s) for s in chunk]
+            yield [s for s, _ in got], [d for _, d in got]
         return
     job = read if workers else fetch
     with ThreadPoolExecutor(workers or FETCH_THREADS, thread_name_prefix="vitaudit-decode") as pool:

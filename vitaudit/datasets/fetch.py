@@ -1,11 +1,14 @@
 """Reading one dataset sample's image: from its local file, or from wherever its
 :class:`~vitaudit.datasets.base.ImageSource` says (an object in storage, a tar member, a table
 cell); and reading ahead the masks of the regions the pass measures that are fetched too
-(:func:`fetch_masks`). Called in the dataset pass's decode threads, a batch ahead of the models."""
+(:func:`fetch_masks`), or drawing them once the image is decoded (:func:`draw_masks`). Called in the
+dataset pass's decode threads, a batch ahead of the models."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, is_dataclass, replace
-from typing import Collection
+from typing import Any, Collection
+
+import numpy as np
 
 from vitaudit.images import ImageError, LoadedImage, load_image, load_image_bytes
 from vitaudit.storage import Store
@@ -92,3 +95,53 @@ def _fetched_later(region: object) -> bool:
     one), not read ahead yet."""
     source = getattr(region, "source", None)
     return is_dataclass(region) and isinstance(source, ImageSource) and not isinstance(source, Fetched)
+
+
+#: The largest image (in pixels) whose masks :func:`draw_masks` draws ahead: a batch of 32 holds
+#: at most 32 MB of masks a region then. A larger photo's mask is drawn when it is measured (and
+#: shrunk to the working size there), as before, rather than held at full size beside the image.
+DRAW_AHEAD_PIXELS = 1 << 20
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """A region whose mask was drawn ahead at the image's size ``size`` (or the error drawing it
+    raised, raised again when it is asked for); any other size is drawn by ``base`` itself."""
+
+    base: Any  # the region source it was drawn from (Declared, FetchedMask, CocoRegion...)
+    size: tuple[int, int]
+    drawn: np.ndarray | None = field(default=None, repr=False)
+    error: BaseException | None = field(default=None, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.base.name
+
+    def mask(self, size: tuple[int, int]) -> np.ndarray:
+        if tuple(size) != self.size:
+            return self.base.mask(size)
+        if self.error is not None:
+            raise self.error.with_traceback(None)
+        return self.drawn  # type: ignore[return-value]
+
+
+def draw_masks(sample: Sample, names: Collection[str], size: tuple[int, int]) -> Sample:
+    """``sample`` with the masks of its regions ``names`` drawn at its image's size ``size`` (read
+    only: the pass's expectations share them), so the models' thread draws none. Drawing raises
+    what it raised, when the mask is asked for: a bad mask is still that region's error on that
+    image. Images over :data:`DRAW_AHEAD_PIXELS` are left as they are."""
+    size = (int(size[0]), int(size[1]))
+    if size[0] * size[1] > DRAW_AHEAD_PIXELS:
+        return sample
+    got = {}
+    for name in names:
+        region = sample.regions.get(name)
+        if region is None or isinstance(region, Drawn):
+            continue
+        try:
+            mask = region.mask(size).view()
+            mask.flags.writeable = False
+            got[name] = Drawn(region, size, drawn=mask)
+        except Exception as exc:  # noqa: BLE001 - raised again, as it was, when the mask is asked for
+            got[name] = Drawn(region, size, error=exc)
+    return replace(sample, regions={**sample.regions, **got}) if got else sample
