@@ -149,3 +149,29 @@ def test_random_init_is_deterministic_per_seed(fresh):
     state = torch.random.get_rng_state()
     fresh("SMALL_CNN")
     assert torch.equal(state, torch.random.get_rng_state()), "loading must not disturb the global RNG"
+
+
+def test_models_with_one_input_transform_share_each_images_tensor(tiny_vit, small_cnn, noise_images, monkeypatch):
+    """run_batch with a shared ``prepared`` dict (the dataset pass's) preprocesses each image once
+    per distinct transform, and every probability and map is bitwise what it is without."""
+    from vitaudit.engine import Request, resolve_method, run_batch
+    from vitaudit.images import load_image
+    from vitaudit.preprocess import Preprocessing
+
+    images = [load_image(im) for im in noise_images]
+    reqs = {id(tiny_vit): [Request(*resolve_method(tiny_vit, "rollout"), None)],
+            id(small_cnn): [Request(*resolve_method(small_cnn, "gradcam"), None)]}
+    alone = {id(m): run_batch(m, images, [reqs[id(m)]] * len(images)) for m in (tiny_vit, small_cnn)}
+    monkeypatch.setattr(small_cnn, "preprocessing", tiny_vit.preprocessing)  # one transform for both
+    alone[id(small_cnn)] = run_batch(small_cnn, images, [reqs[id(small_cnn)]] * len(images))
+    calls = []
+    real = Preprocessing.__call__
+    monkeypatch.setattr(Preprocessing, "__call__", lambda self, im: calls.append(im) or real(self, im))
+    prepared: dict = {}
+    shared = {id(m): run_batch(m, images, [reqs[id(m)]] * len(images), prepared=prepared) for m in (tiny_vit, small_cnn)}
+    assert len(calls) == len(images)
+    for key in alone:
+        for a, b in zip(alone[key], shared[key]):
+            assert np.array_equal(a.probs, b.probs) and a.geometry == b.geometry
+            assert a.maps.keys() == b.maps.keys()
+            assert all(np.array_equal(a.maps[k], b.maps[k]) for k in a.maps)

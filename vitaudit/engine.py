@@ -129,7 +129,8 @@ class BatchFailed(RuntimeError):
 
 
 def run_batch(model: AuditModel, images: Sequence[LoadedImage], requests: Sequence[Sequence[Request]], *,
-              crop: Crop | None = None, cls_rows: bool = False) -> list[ImageEntry | ItemFailure]:
+              crop: Crop | None = None, cls_rows: bool = False,
+              prepared: dict | None = None) -> list[ImageEntry | ItemFailure]:
     """Every requested map of a batch, with no cache: one forward (and at most one backward per
     target round) per batch that fits.
 
@@ -137,13 +138,16 @@ def run_batch(model: AuditModel, images: Sequence[LoadedImage], requests: Sequen
     ``cls_rows`` also keeps each ViT's per-layer CLS attention (for the report's mosaic). A batch
     that runs out of device memory is retried in halves (:mod:`vitaudit.batching`); an image that
     does not fit even alone gets its :class:`~vitaudit.batching.ItemFailure` in its place.
+    ``prepared``: a dict that the calls for one batch's models share (and that lives no longer than
+    the images), so each image is preprocessed once per distinct input transform (models with the
+    same one share the tensor).
     """
     prep = _preprocessing(model, crop)
     images, requests = list(images), list(requests)
     run = run_in_batches(
         list(range(len(images))),
         lambda chunk: _run_batch(model, [images[i] for i in chunk], [requests[i] for i in chunk],
-                                 [None] * len(chunk), prep, None, cls_rows=cls_rows),
+                                 [None] * len(chunk), prep, None, cls_rows=cls_rows, prepared=prepared),
         len(images),
         key=(model.key, str(model.device)),
     )
@@ -155,8 +159,11 @@ def run_batch(model: AuditModel, images: Sequence[LoadedImage], requests: Sequen
 
 def _run_batch(model: AuditModel, images: list[LoadedImage], requests: list[Sequence[Request]],
                keys: list[tuple | None], prep: Preprocessing, cache: ExplanationCache | None,
-               cls_rows: bool = True) -> list[ImageEntry]:
-    inputs, geometries = zip(*(prep(im) for im in images))
+               cls_rows: bool = True, prepared: dict | None = None) -> list[ImageEntry]:
+    if prepared is None:
+        inputs, geometries = zip(*(prep(im) for im in images))
+    else:
+        inputs, geometries = zip(*(_prepared(prep, im, prepared) for im in images))
     x = torch.stack(inputs)
     if model.device.type == "cuda":  # page-locked, so the copy overlaps the host's work
         x = x.pin_memory().to(model.device, non_blocking=True)
@@ -216,6 +223,16 @@ def _run_batch(model: AuditModel, images: list[LoadedImage], requests: list[Sequ
         else:
             cache.put(key, entry)
     return entries
+
+
+def _prepared(prep: Preprocessing, image: LoadedImage, memo: dict) -> tuple[torch.Tensor, Any]:
+    """``prep(image)``, computed once per memo (keyed by the transform and the image object, which
+    the memo holds, so the key cannot be taken by another image)."""
+    key = (prep, id(image))
+    got = memo.get(key)
+    if got is None or got[0] is not image:
+        got = memo[key] = (image, prep(image))
+    return got[1]
 
 
 def forward(model: AuditModel, x: torch.Tensor, needs: Needs) -> ForwardContext:

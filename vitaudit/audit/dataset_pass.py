@@ -204,8 +204,10 @@ def measure_shard(evaluator: SampleEvaluator, samples: Sequence["Sample"],
             out.unreadable.append((s.index, s.name, str(im)))
     if not ok:
         return out
-    entries = {key: run_batch(model, [im for _, im in ok], [plan.requests[key]] * len(ok))
+    prepared: dict = {}  # models with the same input transform share each image's tensor
+    entries = {key: run_batch(model, [im for _, im in ok], [plan.requests[key]] * len(ok), prepared=prepared)
                for key, model in plan.models.items()}
+    del prepared
     quick = batch_values(plan, [s for s, _ in ok], entries, evaluator.session.max_side)
     for j, (sample, loaded) in enumerate(ok):
         mine = {key: entries[key][j] for key in entries}
