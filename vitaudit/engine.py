@@ -304,6 +304,12 @@ def explain_batch(
     return out
 
 
+def raw_of(entry: ImageEntry, req: Request) -> np.ndarray:
+    """The raw map of one request in an image's entry (which must hold it): ``explanation_of(...).raw``
+    without the rest of the :class:`Explanation`."""
+    return entry.maps[_map_key(req, int(np.argmax(entry.probs)))]
+
+
 def explanation_of(model: AuditModel, entry: ImageEntry, req: Request) -> Explanation:
     """The :class:`Explanation` of one request from an image's entry (which must hold its map)."""
     top1 = int(np.argmax(entry.probs))

@@ -212,11 +212,11 @@ def measure_shard(evaluator: SampleEvaluator, samples: Sequence["Sample"],
     for j, (sample, loaded) in enumerate(ok):
         mine = {key: entries[key][j] for key in entries}
         evaluator.at(sample, loaded, mine)
+        failed = [(k, e) for k, e in mine.items() if isinstance(e, ItemFailure)]
         for exp in plan.active:
             if exp.region is not None and exp.region.region.name not in sample.regions:
                 continue
-            lost = [f"model {k}: {e.message}" for k, e in mine.items()
-                    if isinstance(e, ItemFailure) and k in exp.model_keys]
+            lost = [f"model {k}: {e.message}" for k, e in failed if k in exp.model_keys] if failed else None
             if lost:  # did not fit on the device even alone: not met, and said why
                 out.values[exp.id].append(ImageValue(sample.index, sample.name, None, False, sample.label,
                                                      "; ".join(lost)))

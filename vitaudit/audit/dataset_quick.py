@@ -98,7 +98,7 @@ class _Maps:
         import torch
 
         from vitaudit import device_metrics as dm
-        from vitaudit.engine import explanation_of
+        from vitaudit.engine import explanation_of, raw_of
 
         key = (ref.model, ref)
         if key not in self._made:
@@ -106,7 +106,7 @@ class _Maps:
             req = self.plan.by_ref[key]
             first = explanation_of(model, self.entries[ref.model][self.idx[0]], req)
             first.max_side = self.max_side
-            raws = np.stack([explanation_of(model, self.entries[ref.model][j], req).raw for j in self.idx])
+            raws = np.stack([raw_of(self.entries[ref.model][j], req) for j in self.idx])
             raw = torch.from_numpy(raws).to(model.device, non_blocking=True)
             self.size, self.image_hw = tuple(first.working_size), tuple(first.geometry.image_hw)
             self._made[key] = dm.working_maps(raw, first.geometry, self.size)
