@@ -251,7 +251,16 @@ def decode_workers() -> int:
     torch's parallel operations wait for a descheduled thread, which costs more than decoding."""
     import torch
 
-    return max(0, min(4, (os.cpu_count() or 1) - torch.get_num_threads()))
+    return max(0, min(4, usable_cpus() - torch.get_num_threads()))
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on: its CPU affinity (a container's cpuset, ``taskset``, a
+    Ray worker's), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 #: Threads that fetch images (and their masks) from object storage, tables or shards when no core
