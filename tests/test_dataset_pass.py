@@ -146,3 +146,19 @@ def test_the_batched_device_measurement_gives_the_full_measurements_values(tmp_p
             if exp.metric == "pointing_game":
                 hits.add(quick[exp.id][j])
     assert hits == {0.0, 1.0}, "hits and misses both occur, so the pointing game comparison tells"
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="CPU affinity is Linux's")
+def test_decode_threads_count_the_cores_the_process_may_use_not_the_machines() -> None:
+    """In a process pinned to one core (a cpuset, taskset, a Ray worker), torch runs one thread
+    and no decode thread is added to fight it for that core."""
+    import os
+    import subprocess
+    import sys
+
+    cores = sorted(os.sched_getaffinity(0))
+    code = ("import torch\nfrom vitaudit.audit.dataset_pass import decode_workers, usable_cpus\n"
+            "print(usable_cpus(), torch.get_num_threads(), decode_workers())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         preexec_fn=lambda: os.sched_setaffinity(0, {cores[0]})).stdout.split()
+    assert out == ["1", "1", "0"]
