@@ -129,6 +129,10 @@ def test_a_cached_hub_split_reads_the_pixels_classes_and_masks_of_the_scenes(cac
         mask = np.asarray(Image.open(SCENES / "masks" / f"{s.name}.png")) != 0
         assert np.array_equal(s.regions["object"].mask(loaded.size), mask), s.name
     assert "/snapshots/" in d.samples[0].path  # read from the cache's snapshot, in place
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(d.samples[7]))  # as a distributed pass ships it
+    assert copy.source.read() == d.samples[7].source.read() and copy.label == d.samples[7].label
 
 
 def test_rows_without_a_key_are_named_by_repo_file_and_row(cache: Path, tmp_path: Path) -> None:
@@ -288,3 +292,31 @@ def test_an_audit_of_a_hub_id_gives_the_values_the_same_table_gives_through_parq
     first = by_id[table_ids[0].replace("::table::", "::hub::")]
     assert first["n_images"] == N_VAL
     assert sorted(p["image"] for p in first["per_image"]) == [f"{i:05d}" for i in range(N_VAL)]
+
+
+def test_with_the_listing_the_hub_cache_keeps_a_split_not_downloaded_is_named_and_fails_in_one_line(
+        cache: Path, tmp_path: Path) -> None:
+    """snapshot_download keeps the repository's listing (trees/<commit>.json, the format
+    huggingface_hub documents): offline, the splits it names are known though not downloaded."""
+    storage = cache / ("datasets--" + REPO.replace("/", "--"))
+    commit = (storage / "refs" / "main").read_text()
+    snapshot = storage / "snapshots" / commit
+    files = {p.relative_to(snapshot).as_posix(): p for p in snapshot.rglob("*") if p.is_file()}
+    files["data/test-00000-of-00001.parquet"] = None  # on the hub, never fetched
+    (storage / "trees").mkdir()
+    (storage / "trees" / f"{commit}.json").write_text(json.dumps({"format_version": 1, "files": {
+        rel: {"size": p.stat().st_size if p else 1234, "blob_id": hashlib.sha1(rel.encode()).hexdigest()}
+        for rel, p in files.items()}}))
+    spec = declare(tmp_path, f"""
+        val: {{hf: {REPO}, split: validation, columns: {{masks: {{object: mask}}}}}}
+        nosplit: {{hf: {REPO}}}
+        test:
+          hf: {REPO}
+          split: test
+    """)
+    got = errors(spec)
+    assert len(spec.datasets["val"].samples) == N_VAL
+    assert got[0] == (4, f"dataset 'nosplit': {REPO} has splits train, validation, test; say which with split: "
+                         "(e.g. split: validation)"), got
+    assert got[1] == (7, f"dataset 'test': hub dataset {REPO}: split 'test' is not in the hub cache ({cache}) and "
+                         "HF_HUB_OFFLINE is set; run once with the hub reachable and HF_HUB_OFFLINE unset to cache it")

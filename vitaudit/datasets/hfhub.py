@@ -76,8 +76,8 @@ def _listing(hub, ref: HubDataset, folder: str) -> tuple[list[str], bool]:
         return [f.replace(os.sep, "/") for f in found if os.path.isfile(os.path.join(folder, f))], False
 
 
-def _failure(hub, ref: HubDataset, exc: Exception, missing_hint: str) -> DatasetError:
-    """The one-line cause of a failed ``snapshot_download``."""
+def _failure(hub, ref: HubDataset, exc: Exception, missing_hint: str, split: str | None = None) -> DatasetError:
+    """The one-line cause of a failed ``snapshot_download`` (of the card, or of ``split``'s files)."""
     errors = hub.errors
     if isinstance(exc, errors.RevisionNotFoundError):
         return DatasetError(f"hub dataset {ref.repo_id} has no revision '{ref.revision}'", "revision")
@@ -94,10 +94,11 @@ def _failure(hub, ref: HubDataset, exc: Exception, missing_hint: str) -> Dataset
         else:
             cause = exc.__cause__ or exc
             why, fix = f"the hub is not reachable ({type(cause).__name__})", "run once with the hub reachable"
-        what = ("its cached copy lacks some of the split's files" if isinstance(exc, errors.IncompleteSnapshotError)
-                else "it is not in the hub cache")
-        return DatasetError(f"hub dataset {ref.shown}: {what} ({cache}) and {why}; {fix} to cache it, or point "
-                            f"HF_HUB_CACHE at a cache that holds it{'' if ref.revision else missing_hint}",
+        if split is not None:
+            return DatasetError(f"hub dataset {ref.shown}: split '{split}' is not in the hub cache ({cache}) and "
+                                f"{why}; {fix} to cache it", "split")
+        return DatasetError(f"hub dataset {ref.shown}: it is not in the hub cache ({cache}) and {why}; {fix} to cache "
+                            f"it, or point HF_HUB_CACHE at a cache that holds it{'' if ref.revision else missing_hint}",
                             "revision" if ref.revision else "hf")
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return DatasetError(f"hub dataset {ref.shown}: {type(exc).__name__}: {first}"[:400], "hf")
@@ -128,7 +129,7 @@ def fetch_split(ref: HubDataset, missing_hint: str = "") -> HubSplit:
         hub.snapshot_download(ref.repo_id, revision=os.path.basename(folder),
                               allow_patterns=[globlib.escape(f) for f in chosen], **kwargs)
     except Exception as exc:  # noqa: BLE001
-        raise _failure(hub, ref, exc, "") from None
+        raise _failure(hub, ref, exc, "", split) from None
     local = [os.path.join(folder, *f.split("/")) for f in chosen]
     missing = [f for f, p in zip(chosen, local) if not os.path.isfile(p)]
     if missing:
