@@ -5,7 +5,10 @@ huggingface_hub documents (``datasets--owner--name/refs/main`` holding the commi
 ``snapshots/<commit>/...`` links into ``blobs/``), holding Parquet files the real ``datasets``
 library wrote (``Dataset.to_parquet``: the ``huggingface`` features metadata included), and run
 ``huggingface_hub.snapshot_download`` against it with HF_HUB_OFFLINE=1 (no mock of the client).
-The same table read through ``parquet:`` gives the same per-image values in audit.json.
+The same table read through ``parquet:`` gives the same per-image values in audit.json. Online,
+the same client talks to a hub on 127.0.0.1 (fixtures/hub_server.py answers the hub's HTTP API):
+only the card and the chosen split's files are downloaded, and the cache they land in serves
+the next run with the hub off or gone.
 """
 from __future__ import annotations
 
@@ -320,3 +323,77 @@ def test_with_the_listing_the_hub_cache_keeps_a_split_not_downloaded_is_named_an
                          "(e.g. split: validation)"), got
     assert got[1] == (7, f"dataset 'test': hub dataset {REPO}: split 'test' is not in the hub cache ({cache}) and "
                          "HF_HUB_OFFLINE is set; run once with the hub reachable and HF_HUB_OFFLINE unset to cache it")
+
+
+# -- online: the real client against a hub on 127.0.0.1 (fixtures/hub_server.py), then offline ------
+
+DECLARE = """\
+import json, sys, hashlib
+from vitaudit.spec import parse_audit_file
+spec = parse_audit_file(sys.argv[1])
+print(json.dumps({"errors": [[e.line, e.message] for e in spec.errors], "datasets": {
+    k: [[s.name, s.label, hashlib.sha256(s.source.read()).hexdigest()] for s in d.samples]
+    for k, d in spec.datasets.items()}}))
+"""
+ONLINE_AUDIT = f"""\
+datasets:
+  val:
+    hf: {REPO}
+    split: validation
+    columns: {{key: key, label: label, masks: {{object: mask}}}}
+  nosplit:
+    hf: {REPO}
+  nothere:
+    hf: vitaudit-test/no-such-set
+    split: validation
+expect:
+  - val: mean x.attention mass in object > 0
+models:
+  x: {{name: 'fixture:vit-scenes'}}
+"""
+
+
+def declare_in_a_process(audit: Path, env: dict[str, str]) -> dict:
+    """The audit file's errors and samples, declared in a fresh process with ``env`` (huggingface_hub
+    reads HF_ENDPOINT, HF_HUB_CACHE and HF_HUB_OFFLINE when it is imported)."""
+    import subprocess
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    done = subprocess.run([sys.executable, "-c", DECLARE, str(audit)], env={**clean, **env, "HF_HUB_DISABLE_TELEMETRY": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_online_only_the_split_is_downloaded_and_then_read_offline_or_with_the_hub_gone(
+        tables: Path, tmp_path: Path) -> None:
+    from hub_server import HubServer
+
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    (repo / "README.md").write_text("---\nlicense: mit\n---\n# scenes\n")
+    for split in ("validation", "train"):
+        (repo / "data" / f"{split}-00000-of-00001.parquet").write_bytes((tables / f"{split}.parquet").read_bytes())
+    audit = tmp_path / "audit_online.yaml"
+    audit.write_text(ONLINE_AUDIT)
+    cache = tmp_path / "hub"
+    server = HubServer({REPO: repo}).start()
+    try:
+        online = declare_in_a_process(audit, {"HF_ENDPOINT": server.endpoint, "HF_HUB_CACHE": str(cache)})
+    finally:
+        server.stop()
+    assert server.sent == [f"{REPO}/README.md", f"{REPO}/data/validation-00000-of-00001.parquet"]  # not train
+    assert online["errors"] == [
+        [7, f"dataset 'nosplit': {REPO} has splits train, validation; say which with split: (e.g. split: validation)"],
+        [9, "dataset 'nothere': no dataset vitaudit-test/no-such-set on the hub (a private one needs a token: "
+            f"HF_TOKEN, or hf auth login) (and no folder vitaudit-test/no-such-set exists here: looked for "
+            f"{tmp_path}/vitaudit-test/no-such-set)"]], online["errors"]
+    val = online["datasets"]["val"]
+    assert [n for n, _, _ in val] == [f"{i:05d}" for i in range(N_VAL)]
+    assert [label for _, label, _ in val] == [CLASSES[i % 5] for i in range(N_VAL)]
+    for env in ({"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": server.endpoint}):  # the hub off; the hub gone
+        again = declare_in_a_process(audit, {"HF_HUB_CACHE": str(cache), **env})
+        assert again["datasets"]["val"] == val, env
+        assert again["errors"][0] == online["errors"][0], env  # the cached listing still names train
+        why = "HF_HUB_OFFLINE is set" if "HF_HUB_OFFLINE" in env else "the hub is not reachable (ConnectError)"
+        assert again["errors"][1][0] == 9 and f"it is not in the hub cache ({cache}) and {why}" in again["errors"][1][1]
