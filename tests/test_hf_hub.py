@@ -252,6 +252,11 @@ def test_split_rules_follow_the_datasets_library() -> None:
     with pytest.raises(DatasetError, match=r"^o/n has configs a, b; say which with config:$"):
         choose(several, "o/n", None, "train")
     assert choose(several, "o/n", "b", None) == ("b", "train", ["b/train/0000.parquet"])
+    older = layout(["default/my-set-train-00000-of-00002.parquet", "default/my-set-train-00001-of-00002.parquet",
+                    "default/my-set-test.parquet"], None, CONVERTED)  # the converted copies' earlier names
+    assert older.configs == {"default": {"train": ["default/my-set-train-00000-of-00002.parquet",
+                                                   "default/my-set-train-00001-of-00002.parquet"],
+                                         "test": ["default/my-set-test.parquet"]}}
 
 
 # -- the whole audit, through pytest in a fresh process with the hub off in its environment ----------

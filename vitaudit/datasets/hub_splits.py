@@ -26,7 +26,7 @@ CONVERTED = "refs/convert/parquet"
 SPLIT_KEYWORDS = {"train": ("train", "training"), "validation": ("validation", "valid", "dev", "val"),
                   "test": ("test", "testing", "eval", "evaluation")}
 _SHARDED = re.compile(r"^data/(?P<split>[^/]+?)-\d{5}-of-\d{5}[^/]*\.[^/]+$")
-_CONVERTED_FLAT = re.compile(r"^(?:.*-)?(?P<split>[^-/]+?)(?:-\d{5}-of-\d{5})?\.parquet$")
+_CONVERTED_FLAT = re.compile(r"^(?:.*?-)?(?P<split>[^-/]+?)(?:-\d{5}-of-\d{5})?\.parquet$")  # older copies
 _IGNORED = ("README.md", "config.json", "dataset_info.json", "dataset_infos.json", "dataset_dict.json")
 
 

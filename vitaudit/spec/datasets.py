@@ -17,10 +17,10 @@ from vitaudit.storage import Store, StorageError, is_uri, parent
 
 from .build import Declarations
 from .context import Ctx, check_keys, scalar_int, scalar_str
+from .dataset_hub import HUB_KEYS, check_hub_keys, hub_request, not_local
 from .draft import NAME_RE
 from .errors import SentenceError, did_you_mean, one_of
 from .storage_decl import store_of
-from .dataset_hub import HUB_KEYS, check_hub_keys, hub_request, not_local
 from .images import REGION_KEYS, RESERVED_IMAGE_KEYS, UNITS, _box, _check_points, _polygon
 from .yamlload import YNode
 
