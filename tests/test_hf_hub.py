@@ -402,3 +402,11 @@ def test_online_only_the_split_is_downloaded_and_then_read_offline_or_with_the_h
         assert again["errors"][0] == online["errors"][0], env  # the cached listing still names train
         why = "HF_HUB_OFFLINE is set" if "HF_HUB_OFFLINE" in env else "the hub is not reachable (ConnectError)"
         assert again["errors"][1][0] == 9 and f"it is not in the hub cache ({cache}) and {why}" in again["errors"][1][1]
+
+
+def test_without_huggingface_hub_a_hub_id_fails_at_its_line_naming_the_extra(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as if not installed: importing it fails
+    spec = declare(tmp_path, f"d: {{hf: {REPO}, split: validation}}\n")
+    assert errors(spec)[0] == (2, "dataset 'd': hf: a hub dataset id needs huggingface_hub; "
+                                  "pip install 'vitaudit[hf-datasets]'")
