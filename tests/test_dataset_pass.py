@@ -157,7 +157,7 @@ def test_decode_threads_count_the_cores_the_process_may_use_not_the_machines() -
     import sys
 
     cores = sorted(os.sched_getaffinity(0))
-    code = ("import torch\nfrom vitaudit.audit.dataset_pass import decode_workers, usable_cpus\n"
+    code = ("import torch\nfrom vitaudit.audit.dataset_pass import decode_workers\nfrom vitaudit.threads import usable_cpus\n"
             "print(usable_cpus(), torch.get_num_threads(), decode_workers())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          preexec_fn=lambda: os.sched_setaffinity(0, {cores[0]})).stdout.split()

@@ -16,7 +16,6 @@ columns (:class:`~vitaudit.image_values.ImageValues`), not as a record per image
 """
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -27,6 +26,7 @@ import numpy as np
 from vitaudit.aggregate import OPS
 from vitaudit.batching import ItemFailure
 from vitaudit.image_values import ImageValue, ImageValues, ValuesBuilder
+from vitaudit.threads import usable_cpus
 
 from .dataset_quick import batch_values
 from .evaluate import Evaluation, Evaluator
@@ -252,15 +252,6 @@ def decode_workers() -> int:
     import torch
 
     return max(0, min(4, usable_cpus() - torch.get_num_threads()))
-
-
-def usable_cpus() -> int:
-    """The cores this process may run on: its CPU affinity (a container's cpuset, ``taskset``, a
-    Ray worker's), not the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 #: Threads that fetch images (and their masks) from object storage, tables or shards when no core
