@@ -25,7 +25,8 @@ prefix for every 1,000-key page.
 Run: ``python benchmarks/bench_sources.py [--sizes 1000 10000] [--server seaweedfs|moto]
 [--list-objects 10000 1000000]``
 (``--sizes`` with no number: the listing only). The servers share this machine's cores with
-the audit and the client, unlike a real object store.
+the audit and the client, unlike a real object store; ``--pin`` gives SeaweedFS the last core
+and every source's audit the others (local files too, so the ratio compares like with like).
 """
 from __future__ import annotations
 
@@ -105,7 +106,9 @@ def prepare(root: Path, n: int, server) -> int:
 
 
 WRAP = """\
-import resource, subprocess, sys, time
+import os, resource, subprocess, sys, time
+if os.environ.get("BENCH_CLIENT_CPUS"):  # --pin: the audit (and its children) on these cores only
+    os.sched_setaffinity(0, {int(c) for c in os.environ["BENCH_CLIENT_CPUS"].split(",")})
 t = time.perf_counter()
 rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
 wall = time.perf_counter() - t
@@ -268,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
                          "which runs inside this process)")
     ap.add_argument("--list-server", choices=["seaweedfs", "moto"], default=None,
                     help="the S3 server the listing runs against (default: seaweedfs when installed, else moto)")
+    ap.add_argument("--pin", action="store_true",
+                    help="the S3 server (SeaweedFS) on the last core and every audit, of every source, on the "
+                         "others: a server that takes no core from the client, as a real object store does not")
     ap.add_argument("--list-clients", nargs="*", default=["obstore", "s3fs"], choices=list(CLIENTS))
     ap.add_argument("--sources", nargs="*", default=DEFAULT_SOURCES, choices=list(SOURCES), metavar="SOURCE",
                     help="the sources to time (default: all but 'S3, s3fs reads'), of: " + ", ".join(SOURCES))
@@ -277,9 +283,17 @@ def main(argv: list[str] | None = None) -> int:
     args.server = args.server or ("seaweedfs" if weed_binary() else "moto")
     args.list_server = args.list_server or ("seaweedfs" if weed_binary() else "moto")
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    server_cpus = None
+    if args.pin:
+        cores = sorted(os.sched_getaffinity(0))
+        if args.server != "seaweedfs" or len(cores) < 2:
+            ap.error("--pin needs SeaweedFS (moto runs in this process) and at least 2 cores")
+        server_cpus = {cores[-1]}
+        os.environ["BENCH_CLIENT_CPUS"] = ",".join(str(c) for c in cores[:-1])
+        print(f"pinned: S3 server on core {cores[-1]}, every audit on cores {os.environ['BENCH_CLIENT_CPUS']}")
     rows = []
     if args.sizes:
-        server, server_cpu = start_server(args.server)
+        server, server_cpu = start_server(args.server, server_cpus)
         print(f"sources (S3: {args.server} on {server.endpoint}):", flush=True)
         try:
             with tempfile.TemporaryDirectory(prefix="vitaudit-bench-sources-") as tmp:
@@ -292,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_objects:
         listing_section(args)
     if rows:
-        print(f"\n| source | images | wall (s) | vs local files | client CPU (s) | beyond local, per image | "
-              f"server CPU (s) | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|")
+        print("\n| source | images | wall (s) | vs local files | client CPU (s) | beyond local, per image | "
+              "server CPU (s) | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|")
     for r in rows:
         local = next((x for x in rows if x["n"] == r["n"] and x["source"] == "local files"), r)
         extra = (r["cpu"] - local["cpu"]) / r["n"] * 1000
@@ -315,14 +329,14 @@ def warm_up(tmp: Path) -> None:
                     "--rootdir", str(root)], capture_output=True)
 
 
-def start_server(kind: str):
+def start_server(kind: str, cpus: set[int] | None = None):
     """A started S3 server of ``kind`` and a function giving its CPU seconds so far: SeaweedFS's
     process's own, or, for moto (threads of this process, which otherwise only waits on the
     audit's), this process's."""
     if kind == "seaweedfs":
         from seaweedfs_server import SeaweedServer
 
-        server = SeaweedServer().start()
+        server = SeaweedServer(cpus).start()
         return server, server.cpu_seconds
     return S3Server().start(), time.process_time
 

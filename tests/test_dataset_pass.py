@@ -205,3 +205,19 @@ def test_a_mask_drawn_ahead_answers_as_its_region_does(tmp_path) -> None:
             hole.mask((16, 20))
         assert str(got.value) == str(expected.value)
     assert draw_masks(sample, ["object"], (2048, 2048)) is sample  # a large photo's masks: drawn when measured
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="CPU affinity is Linux's")
+def test_decode_threads_count_the_cores_the_process_may_use_not_the_machines() -> None:
+    """In a process pinned to one core (a cpuset, taskset, a Ray worker), torch runs one thread
+    and no decode thread is added to fight it for that core."""
+    import os
+    import subprocess
+    import sys
+
+    cores = sorted(os.sched_getaffinity(0))
+    code = ("import torch\nfrom vitaudit.audit.dataset_pass import decode_workers\nfrom vitaudit.threads import usable_cpus\n"
+            "print(usable_cpus(), torch.get_num_threads(), decode_workers())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         preexec_fn=lambda: os.sched_setaffinity(0, {cores[0]})).stdout.split()
+    assert out == ["1", "1", "0"]

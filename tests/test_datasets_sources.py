@@ -217,8 +217,13 @@ def test_samples_of_every_table_source_pickle_and_read_after(tmp_path: Path) -> 
         assert np.array_equal(copy.regions["object"].mask((64, 64)), truth(s.name)[1])
 
 
-def test_a_hub_id_under_hf_says_how_to_save_it_to_disk(tmp_path: Path) -> None:
+def test_a_hub_id_under_hf_that_the_hub_cache_lacks_says_so_with_the_hub_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An id that is no local folder is a hub dataset (tests/test_hf_hub.py reads one from a cache)."""
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # no request leaves this test
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     spec = declare(tmp_path, "d:\n  hf: beans\n")
-    assert any("datasets save_to_disk folder not found: beans" in e and "a hub id is not fetched (audits run "
-               "offline): where the hub is reachable, datasets.load_dataset('beans', split=...).save_to_disk(DIR)" in e
+    assert any(f"hub dataset beans: it is not in the hub cache ({tmp_path / 'hub'}) and HF_HUB_OFFLINE is set" in e
+               and f"(and no folder beans exists here: looked for {tmp_path / 'beans'})" in e
                for e in errors(spec)), errors(spec)

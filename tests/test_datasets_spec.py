@@ -131,7 +131,7 @@ L = 6  # the first line of the dataset body
     ("s: {folder: data, sampel: 3}",
      [(L, "unknown key 'sampel' in dataset 's' (did you mean 'sample'?); keys: folder, coco, voc, csv, parquet, "
           "hf, webdataset, images, labels, regions, sample, seed, on_error, storage_options, cache, retry_for, columns, classes, "
-          "box_format")]),
+          "box_format, split, config, revision")]),
     ("s: {folder: nope}",
      [(L, "dataset 's': dataset folder not found: nope (looked for {root}/nope)")]),
     ("s:\n  folder: data/a/a0.png",
@@ -139,7 +139,7 @@ L = 6  # the first line of the dataset body
     ("s: {folder: masks, coco: x.json}", [(L, "dataset 's' has both folder and coco; keep one")]),
     ("s: {labels: folders}", [(L, "dataset 's' needs one of folder: (images below a folder), coco: (a COCO JSON), "
                                   "voc: (a folder of Pascal VOC XML files), csv: (a CSV manifest), parquet: (Parquet "
-                                  "files), hf: (a datasets save_to_disk folder) or webdataset: (tar shards)")]),
+                                  "files), hf: (a datasets save_to_disk folder or a hub dataset id) or webdataset: (tar shards)")]),
     ("s: data", [(L, "dataset 's' must be a mapping like {folder: <path>} (or coco:, voc:, csv:), got 'data'")]),
     ("s.x: {folder: data}", [(L, "dataset key 's.x' must be a name of letters, digits, '_' and '-'")]),
     ("metric: {folder: data}", [(L, "dataset key 'metric' is reserved")]),

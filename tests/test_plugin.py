@@ -426,6 +426,41 @@ def test_xdist_workers_results_merge_into_one_report(project):
     assert any(v["views"] for v in run["images"])
 
 
+def test_xdist_workers_give_torch_their_share_of_the_cores(project, monkeypatch):
+    """Two workers on this machine's cores run torch, and numpy's BLAS, with half of them each (at
+    least one thread): their threads busy-wait, and two processes of a thread per core each were 3x
+    slower under load."""
+    import os
+
+    import torch
+
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    write_audit(project, "audit_a.yaml", "- blob: cnn top1 in [red, green, blue, gray]\n")
+    write_audit(project, "audit_b.yaml", "- blob: vit.attention mass in all > 0.0\n")
+    project.makeconftest("""
+        import os, torch
+        from threadpoolctl import threadpool_info
+        def pytest_runtest_teardown(item):  # torch's threads, and numpy's BLAS threads
+            blas = [str(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+            with open(f"threads-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.txt", "a") as fh:
+                fh.write(" ".join([str(torch.get_num_threads())] + blas) + "\\n")
+    """)
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile")
+    result.assert_outcomes(passed=2)
+    seen = {f.name: set(f.read_text().split()) for f in project.path.glob("threads-*.txt")}
+    assert len(seen) == 2, seen  # each worker ran one file
+    share = min(torch.get_num_threads(), max(1, len(os.sched_getaffinity(0)) // 2))
+    assert all(v == {str(share)} for v in seen.values()), (seen, share)
+
+    # The user's own setting wins.
+    for f in project.path.glob("threads-*.txt"):
+        f.unlink()
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    project.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile").assert_outcomes(passed=2)
+    assert {v for f in project.path.glob("threads-*.txt") for v in f.read_text().split()} == {"2"}
+
+
 def test_baseline_updates_under_xdist_lose_nothing(project):
     """Two workers write the baselines of one file: every file is there, whole, written once, as one process writes it."""
     pytest.importorskip("xdist")

@@ -16,7 +16,6 @@ columns (:class:`~vitaudit.image_values.ImageValues`), not as a record per image
 """
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -27,6 +26,7 @@ import numpy as np
 from vitaudit.aggregate import OPS
 from vitaudit.batching import ItemFailure
 from vitaudit.image_values import ImageValue, ImageValues, ValuesBuilder
+from vitaudit.threads import usable_cpus
 
 from .dataset_quick import batch_values
 from .evaluate import Evaluation, Evaluator
@@ -253,7 +253,7 @@ def decode_workers() -> int:
     torch's parallel operations wait for a descheduled thread, which costs more than decoding."""
     import torch
 
-    return max(0, min(4, (os.cpu_count() or 1) - torch.get_num_threads()))
+    return max(0, min(4, usable_cpus() - torch.get_num_threads()))
 
 
 #: Threads that fetch images (and their masks) from object storage, tables or shards when no core
@@ -303,7 +303,7 @@ def decoded(samples: Sequence["Sample"], batch_size: int, workers: int | None = 
 
     chunks = [list(samples[i : i + batch_size]) for i in range(0, len(samples), batch_size)]
     remote = any(s.source is not None or fetches_masks(s, regions) for s in samples[:1])
-    cores = os.cpu_count() or 1
+    cores = usable_cpus()
     if workers is None:
         workers = decode_workers()
         if workers == 0 and not remote and cores > 1:

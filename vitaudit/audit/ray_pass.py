@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import pickle
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -266,11 +267,16 @@ def run_datasets_ray(evaluator: "Evaluator", passes: Sequence[tuple["Dataset", S
     found by the driver's own plans); ``progress(done, total, workers=n)`` over all the passes as
     rows arrive. Each run's ``seconds`` is the whole pipeline's."""
     start = time.perf_counter()
-    cluster = connect(options)  # first: it sets what Ray reads when it is imported
+    # The driver's plans (its own models: the problems, and the report's pictures) load while Ray
+    # starts or joins the cluster, which mostly waits on processes starting. Ray stays in this
+    # thread, the main one, where it sets its signal handlers; the plans import no Ray.
+    with ThreadPoolExecutor(1, thread_name_prefix="vitaudit-plans") as planner:
+        planning = planner.submit(lambda: [Plan(evaluator, exps) for _, exps in passes])
+        cluster = connect(options)
+        plans = planning.result()
 
     import ray
 
-    plans = [Plan(evaluator, exps) for _, exps in passes]  # the driver's: problems, and the report's pictures
     gots = {i: Collected(d, plan.active) for i, ((d, _), plan) in enumerate(zip(passes, plans)) if plan.active}
     todo: list[tuple[int, int, int]] = []
     for i in gots:

@@ -71,13 +71,17 @@ class AuditSession:
     ``device``: where models load (``auto``, ``cpu``, ``cuda:N``); ``batch_size``: images per
     forward (None: the engine's default); ``in_worker``: one of several processes that share
     the work item by item (pytest-xdist), which run single images; ``pictures``: make the
-    report's pictures; ``rootpath``: checkpoints below it are shown relative to it.
+    report's pictures; ``rootpath``: checkpoints below it are shown relative to it; ``workers``:
+    the processes sharing this machine's cores (pytest-xdist's), whose torch threads are capped
+    at their share of the cores when the first model loads (:func:`vitaudit.threads.worker_share`).
     """
 
     def __init__(self, *, device: str = "auto", batch_size: int | None = None, update_baselines: bool = False,
                  pictures: bool = True, max_side: int | None = 1024, rootpath: str | Path | None = None,
-                 in_worker: bool = False):
+                 in_worker: bool = False, workers: int = 1):
         self.in_worker = in_worker
+        self.workers = workers
+        self.threads: int | None = None  # torch's threads once capped for the workers
         self.device = device
         self.batch_size = batch_size or None
         self.update_baselines = update_baselines
@@ -112,6 +116,10 @@ class AuditSession:
                decl.seed, decl.target_layer, decl.crop, decl.model_kwargs)
         with self.lock:
             if key not in self._models:
+                if not self._models and self.workers > 1:
+                    from vitaudit.threads import worker_share
+
+                    self.threads = worker_share(self.workers)
                 self._models[key] = self._load(decl)
         loaded = self._models[key]
         if isinstance(loaded, BaseException):

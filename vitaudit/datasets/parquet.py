@@ -96,12 +96,19 @@ def load_parquet(spec: str, columns: Columns, *, base_dir: str, store: Store | N
     store = store or Store()
     files, root = parquet_files(spec, store)
     namer = Namer(root, base_dir)
-    samples: list[Sample] = []
+    named = []
     for file in files:
         rel = file[len(root) + 1:] if file.startswith(root.rstrip("/") + "/") or file.startswith(root + os.sep) \
             else file.rsplit("/", 1)[-1]
-        where_file, _ = namer.below(rel)
-        shown = namer.name(where_file)
+        named.append((file, namer.name(namer.below(rel)[0])))
+    return parquet_samples(named, columns, store), root
+
+
+def parquet_samples(files: list[tuple[str, str]], columns: Columns, store: Store) -> list[Sample]:
+    """The samples of Parquet files given as ``(path or URI, name shown in reports)``, in order
+    (``parquet:``, and the files of a hub dataset's split for ``hf:``)."""
+    samples: list[Sample] = []
+    for file, shown in files:
         try:
             pf = open_parquet(file, store)
         except DatasetError:
@@ -111,7 +118,7 @@ def load_parquet(spec: str, columns: Columns, *, base_dir: str, store: Store | N
         samples.extend(table_samples(pf.schema_arrow, columns, file, shown, store, len(samples),
                                      ((rg, pf.metadata.row_group(rg).num_rows) for rg in range(pf.num_row_groups)),
                                      lambda rg, cols, pf=pf: pf.read_row_group(rg, columns=cols), ParquetCell))
-    return samples, root
+    return samples
 
 
 def table_samples(schema, columns: Columns, file: str, shown: str, store: Store, first: int, groups,

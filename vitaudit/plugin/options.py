@@ -43,6 +43,7 @@ def session_for(config: pytest.Config) -> AuditSession:
         max_side=max_side(config),
         rootpath=config.rootpath,
         in_worker=hasattr(config, "workerinput"),
+        workers=int(getattr(config, "workerinput", {}).get("workercount", 1) or 1),
     )
 
 

@@ -17,6 +17,7 @@ from vitaudit.storage import Store, StorageError, is_uri, parent
 
 from .build import Declarations
 from .context import Ctx, check_keys, scalar_int, scalar_str
+from .dataset_hub import HUB_KEYS, check_hub_keys, hub_request, not_local
 from .draft import NAME_RE
 from .errors import SentenceError, did_you_mean, one_of
 from .storage_decl import store_of
@@ -27,7 +28,7 @@ SOURCES = ("folder", "coco", "voc", "csv", "parquet", "hf", "webdataset")
 #: Sources read as tables (a row or a tar sample per image), with a column mapping (spec.dataset_columns).
 TABLE_SOURCES = ("parquet", "hf", "webdataset")
 DATASET_KEYS = SOURCES + ("images", "labels", "regions", "sample", "seed", "on_error", "storage_options", "cache", "retry_for",
-                          "columns", "classes", "box_format")
+                          "columns", "classes", "box_format") + HUB_KEYS
 ON_ERROR = ("fail", "skip")
 #: ``labels:`` values each source accepts (a CSV's classes come from its ``label`` column).
 LABELS = {"folder": ("folders",), "coco": ("largest",), "voc": ("largest",), "csv": (), "parquet": (), "hf": (),
@@ -72,7 +73,7 @@ def _dataset(ctx: Ctx, key: str, key_line: int, node: YNode, image_lines: dict[s
     if not sources:
         ctx.error(key_line, f"dataset '{key}' needs one of folder: (images below a folder), coco: (a COCO JSON), "
                             "voc: (a folder of Pascal VOC XML files), csv: (a CSV manifest), parquet: (Parquet "
-                            "files), hf: (a datasets save_to_disk folder) or webdataset: (tar shards)")
+                            "files), hf: (a datasets save_to_disk folder or a hub dataset id) or webdataset: (tar shards)")
         return None
     if len(sources) > 1:
         ctx.error(node.key_line(sources[1]), f"dataset '{key}' has both {sources[0]} and {sources[1]}; keep one")
@@ -121,6 +122,7 @@ def _options(ctx: Ctx, key: str, kind: str, node: YNode) -> dict:
         if k in values and kind not in TABLE_SOURCES:
             raise SentenceError(f"'{k}' applies to parquet:, hf: and webdataset: datasets, not to {kind}:",
                                 node.key_line(k))
+    check_hub_keys(kind, node)
     if "sample" in values:
         out["sample"] = scalar_int(values["sample"], "'sample'", 1)
     if "seed" in values:
@@ -192,18 +194,14 @@ def _load_table(ctx: Ctx, kind: str, node: YNode, store: Store) -> tuple[list[Sa
 
         return load_parquet(spec, columns, base_dir=base, store=store)
     if kind == "hf":
+        hub = hub_request(ctx, node)
+        if hub is not None:
+            from vitaudit.datasets.hfhub import load_hub
+
+            return load_hub(hub, columns, store=store, missing_hint=not_local(ctx, hub.repo_id))
         from vitaudit.datasets.hfdisk import load_hf
 
-        try:
-            folder = existing(ctx, node, "hf", store, folder=True)
-        except DatasetError as exc:
-            raw = node.value["hf"].raw
-            if not is_uri(raw) and not os.path.exists(ctx.resolve(raw)) and raw.count("/") <= 1:
-                raise DatasetError(f"{exc}; a hub id is not fetched (audits run offline): where the hub is "
-                                   f"reachable, datasets.load_dataset('{raw}', split=...).save_to_disk(DIR) "
-                                   "and name DIR here", "hf") from None
-            raise
-        return load_hf(folder, columns, base_dir=base, store=store)
+        return load_hf(existing(ctx, node, "hf", store, folder=True), columns, base_dir=base, store=store)
     from vitaudit.datasets.webdataset import load_webdataset
 
     return load_webdataset(spec, columns, base_dir=base, store=store)
