@@ -148,7 +148,7 @@ def test_the_batched_device_measurement_gives_the_full_measurements_values(tmp_p
     assert hits == {0.0, 1.0}, "hits and misses both occur, so the pointing game comparison tells"
 
 
-def test_masks_drawn_in_the_decode_threads_change_no_value(evaluator: Evaluator, monkeypatch) -> None:
+def test_masks_drawn_where_images_are_decoded_change_no_value(evaluator: Evaluator, monkeypatch) -> None:
     """The pass draws small images' masks where it decodes them (datasets.fetch.draw_masks): every
     value, check and error is what drawing them when measured gives."""
     import vitaudit.datasets.fetch as fetch

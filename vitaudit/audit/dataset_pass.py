@@ -268,9 +268,9 @@ FETCH_THREADS = 16
 def decoded(samples: Sequence["Sample"], batch_size: int, workers: int | None = None,
             regions: Collection[str] = ()) -> Iterator[tuple[list["Sample"], list["LoadedImage | BaseException"]]]:
     """Batches of samples with their decoded images; fetching and decoding run one batch ahead in
-    threads (with no core to spare, only the fetching: decoding then happens between batches, by a
-    thread per core unless ``workers`` is 0). Masks of ``regions`` are drawn where the images are
-    decoded (:func:`~vitaudit.datasets.fetch.draw_masks`; small images only).
+    threads (with no core to spare, only the fetching: decoding then happens between batches).
+    Masks of ``regions`` are drawn where the images are decoded
+    (:func:`~vitaudit.datasets.fetch.draw_masks`; small images only).
     The masks of ``regions`` (the regions the pass measures) that are fetched from storage, shards
     or tables are read ahead in the same threads (the yielded samples hold them, see
     :func:`~vitaudit.datasets.fetch.fetch_masks`), so the models' thread waits on no request.
@@ -303,24 +303,9 @@ def decoded(samples: Sequence["Sample"], batch_size: int, workers: int | None = 
 
     chunks = [list(samples[i : i + batch_size]) for i in range(0, len(samples), batch_size)]
     remote = any(s.source is not None or fetches_masks(s, regions) for s in samples[:1])
-    cores = usable_cpus()
     if workers is None:
         workers = decode_workers()
-        if workers == 0 and not remote and cores > 1:
-            # No core to spare while the models run: each batch is decoded while the models wait
-            # for it, by a thread per core (as a plain script's pool.map does; OpenCV's PNG decoding
-            # releases the interpreter lock), never beside the models' own threads.
-            # One task per thread (a slice of the batch), not per image: a future per 64-pixel
-            # image would cost a fifth of its decoding in the pool's own bookkeeping.
-            with ThreadPoolExecutor(cores, thread_name_prefix="vitaudit-decode") as pool:
-                for chunk in chunks:
-                    step = -(-len(chunk) // cores)
-                    parts = pool.map(lambda part: [read(s) for s in part],
-                                     [chunk[i : i + step] for i in range(0, len(chunk), step)])
-                    got = [r for part in parts for r in part]
-                    yield [s for s, _ in got], [d for _, d in got]
-            return
-    if workers == 0 and not remote:  # asked for no threads (a Ray worker), or one core
+    if workers == 0 and not remote:  # no core to spare: decoding threads would only slow the models' own threads
         for chunk in chunks:
             got = [read(s) for s in chunk]
             yield [s for s, _ in got], [d for _, d in got]

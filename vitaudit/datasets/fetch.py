@@ -127,7 +127,8 @@ class Drawn:
 
 def draw_masks(sample: Sample, names: Collection[str], size: tuple[int, int]) -> Sample:
     """``sample`` with the masks of its regions ``names`` drawn at its image's size ``size`` (read
-    only: the pass's expectations share them), so the models' thread draws none. Drawing raises
+    only: the pass's expectations share them), where the image is decoded: in the decode threads
+    when a core is spare, so the models' thread then draws none. Drawing raises
     what it raised, when the mask is asked for: a bad mask is still that region's error on that
     image. Images over :data:`DRAW_AHEAD_PIXELS` are left as they are."""
     size = (int(size[0]), int(size[1]))
