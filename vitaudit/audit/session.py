@@ -10,6 +10,7 @@ and turns :class:`ModelSkipped` into a skip.
 """
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from dataclasses import dataclass, field
@@ -121,6 +122,11 @@ class AuditSession:
 
                     self.threads = worker_share(self.workers)
                 self._models[key] = self._load(decl)
+                # The model, its modules and everything imported so far live for the session:
+                # out of the cyclic collector's sight, each full collection (the automatic ones
+                # of a long pass, pytest's at exit) no longer walks them. A 1,000-image audit
+                # spent 1.2 s in 9 full collections of about 0.13 s each; 0.5 s after this.
+                gc.freeze()
         loaded = self._models[key]
         if isinstance(loaded, BaseException):
             from vitaudit.registry import WeightsUnavailable
