@@ -449,7 +449,7 @@ def test_xdist_workers_give_torch_their_share_of_the_cores(project, monkeypatch)
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile")
     result.assert_outcomes(passed=2)
     seen = {f.name: set(f.read_text().split()) for f in project.path.glob("threads-*.txt")}
-    assert len(seen) == 2, seen  # each worker ran one file
+    assert seen  # whichever worker ran an item (xdist may give both files to one) capped its threads
     share = min(torch.get_num_threads(), max(1, len(os.sched_getaffinity(0)) // 2))
     assert all(v == {str(share)} for v in seen.values()), (seen, share)
 

@@ -82,7 +82,6 @@ class AuditSession:
                  in_worker: bool = False, workers: int = 1):
         self.in_worker = in_worker
         self.workers = workers
-        self.threads: int | None = None  # torch's threads once capped for the workers
         self.device = device
         self.batch_size = batch_size or None
         self.update_baselines = update_baselines
@@ -120,7 +119,7 @@ class AuditSession:
                 if not self._models and self.workers > 1:
                     from vitaudit.threads import worker_share
 
-                    self.threads = worker_share(self.workers)
+                    worker_share(self.workers)
                 self._models[key] = self._load(decl)
                 # The model, its modules and everything imported so far live for the session:
                 # out of the cyclic collector's sight, each full collection (the automatic ones
