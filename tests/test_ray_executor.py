@@ -230,16 +230,33 @@ def test_the_shipped_dataset_audit_gives_the_same_audit_json_under_ray(pytester:
                                    for w in workers.removesuffix(" ...").split("; "))
 
 
-def test_every_kind_gives_the_same_audit_json_under_ray(pytester: pytest.Pytester, local_ray: str) -> None:
-    """Prediction, localisation, comparison, baseline, faithfulness and sanity on 10 images."""
+def test_every_kind_gives_the_same_audit_json_under_ray(pytester: pytest.Pytester, local_ray: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prediction, localisation, comparison, baseline, faithfulness and sanity on 10 images.
+
+    Like with like: each 1-CPU actor computes with one thread (Ray sets ``OMP_NUM_THREADS=1``),
+    so the local reference does too. Some CPUs round some products differently with another
+    thread count (an AVX-512 Xeon here: a batch-1 convolution, 1e-7 of the logits, between 1 and
+    2 MKL threads), so against the local run with every core the values agree within rounding."""
     _every_kind_project(pytester.path)
     batches = "--audit-batch-size=4"  # 3 batches: both actors get work
     _run(pytester, "--audit-executor", "ray", "--audit-update-baselines").assert_outcomes(passed=7)  # runs locally
     _run(pytester, "--audit-executor", "local", batches).assert_outcomes(passed=7)
+    every_core = _results(pytester.path)
+    with monkeypatch.context() as env:
+        env.setenv("OMP_NUM_THREADS", "1")
+        _run(pytester, "--audit-executor", "local", batches).assert_outcomes(passed=7)
     local = _results(pytester.path)
     _run(pytester, "--audit-executor", "ray", "--audit-ray-address", local_ray, batches).assert_outcomes(passed=7)
     on_ray = _results(pytester.path)
     assert local == on_ray
+    assert set(every_core) == set(local)
+    for nodeid, r in every_core.items():
+        assert r["outcome"] == local[nodeid]["outcome"], nodeid
+        assert [(v["image"], v["passed"]) for v in r["per_image"]] == [(v["image"], v["passed"]) for v in
+                                                                       local[nodeid]["per_image"]], nodeid
+        assert [v["value"] for v in r["per_image"]] == pytest.approx([v["value"] for v in local[nodeid]["per_image"]],
+                                                                     rel=1e-5, abs=1e-6), nodeid
     assert all(r["n_images"] == 10 and len(r["per_image"]) == 10 for r in local.values())
     for r in local.values():  # the same unreadable list under both (compared above), and it is not empty
         (listed,) = r["aggregate_view"]["not_counted"]
@@ -366,7 +383,8 @@ def test_a_model_that_cannot_load_on_a_worker_fails_its_files_items_in_one_line(
 # ------------------------------------------------------------------ on two simulated nodes
 
 
-def test_two_nodes_give_the_same_audit_json(pytester: pytest.Pytester, local_ray: str) -> None:
+def test_two_nodes_give_the_same_audit_json(pytester: pytest.Pytester, local_ray: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
     from ray.cluster_utils import Cluster as RayCluster
 
@@ -375,6 +393,10 @@ def test_two_nodes_give_the_same_audit_json(pytester: pytest.Pytester, local_ray
     ray_cluster.disconnect()
     ray.shutdown()
     temp = Path(os.environ.get("TMPDIR", "/tmp")) / f"vr2n{os.getpid()}"  # not /tmp/ray: ours alone
+    # cluster_utils writes the head's address to <RAY_TMPDIR or TMPDIR or /tmp>/ray/ray_current_cluster
+    # whatever temp_dir says (and fails where that folder does not exist): there too, ours alone
+    (temp / "ray").mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("RAY_TMPDIR", str(temp))
     cluster = RayCluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
                                                                "temp_dir": str(temp)})
     try:
