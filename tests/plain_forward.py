@@ -7,7 +7,8 @@ position bias is one: its logits differ in the last bits between a ``no_grad`` f
 forward with autograd on, on some CPUs and not on others), so a bitwise check has to compare
 like with like. The reference here is the bare module with no capture at all: nothing but
 ``torch.set_grad_enabled(True)`` at that layer's output (the hook returns None, so the output
-is passed on untouched).
+is passed on untouched), and off again inside the modules where the audit's forward records the
+class row alone (``Anatomy.class_row_paths``, see :class:`vitaudit.capture.ClassRowGradient`).
 
 Against a forward entirely under ``no_grad`` the audit's logits agree within float32 rounding
 (:func:`assert_within_rounding`), which is what README "The model's own explanation" states.
@@ -21,20 +22,29 @@ import torch
 RTOL = 1e-5
 
 
-def plain_logits(module: torch.nn.Module, x: torch.Tensor, grad_from: str | None = None) -> torch.Tensor:
+def plain_logits(module: torch.nn.Module, x: torch.Tensor, grad_from: str | None = None,
+                 grad_off_in: tuple[str, ...] = ()) -> torch.Tensor:
     """Logits of ``module`` on ``x`` under ``no_grad``; with ``grad_from`` (a module path),
-    autograd is on from that module's output onwards, as in the audit's forward."""
-    handle = None
-    if grad_from is not None:
-        def grad_on(_module, _args, _out) -> None:
-            torch.set_grad_enabled(True)
+    autograd is on from that module's output onwards, as in the audit's forward, except inside
+    the modules ``grad_off_in``."""
+    handles = []
 
-        handle = module.get_submodule(grad_from).register_forward_hook(grad_on)
+    def grad_on(*_args) -> None:
+        torch.set_grad_enabled(True)
+
+    def grad_off(*_args) -> None:
+        torch.set_grad_enabled(False)
+
+    if grad_from is not None:
+        handles.append(module.get_submodule(grad_from).register_forward_hook(grad_on))
+        for path in grad_off_in:
+            handles.append(module.get_submodule(path).register_forward_pre_hook(grad_off))
+            handles.append(module.get_submodule(path).register_forward_hook(grad_on))
     try:
         with torch.no_grad():
             out = module(x)
     finally:
-        if handle is not None:
+        for handle in handles:
             handle.remove()
     if isinstance(out, (tuple, list)):
         out = out[0]

@@ -33,7 +33,8 @@ def test_logits_bitwise_equal_with_every_capture(name, request):
         needs.rollouts = {RolloutConfig(), RolloutConfig("max", 0.5)}
     ctx = forward(model, x, needs)
     # Like with like: the bare model with autograd on from the same layer (tests/plain_forward.py).
-    assert torch.equal(ctx.logits, plain_logits(model.module, x, grad_from=layer))
+    assert torch.equal(ctx.logits, plain_logits(model.module, x, grad_from=layer,
+                                                  grad_off_in=model.anatomy.class_row_paths({layer})))
     assert ctx.graph_logits is not None and ctx.graph_logits.requires_grad
     assert_within_rounding(ctx.logits, plain_logits(model.module, x))  # all under no_grad: other kernels may run
 
@@ -68,7 +69,9 @@ def test_probs_are_the_plain_models_softmax(tiny_vit, small_cnn, noise_images):
         # holds that forward's floats, which need not equal a batch of two bit for bit.
         ex = explain_batch(model, noise_images[:2], ["gradcam"], cache=ExplanationCache())
         x = torch.stack([model.preprocessing(__import__("vitaudit").load_image(im))[0] for im in noise_images[:2]])
-        logits = plain_logits(model.module, x, grad_from=target_layer(model).path)  # gradcam's autograd mode
+        layer = target_layer(model).path
+        # gradcam's autograd mode
+        logits = plain_logits(model.module, x, grad_from=layer, grad_off_in=model.anatomy.class_row_paths({layer}))
         probs = torch.softmax(logits.float(), dim=-1).numpy()
         for i in range(2):
             np.testing.assert_array_equal(ex[i]["gradcam"].probs, probs[i])

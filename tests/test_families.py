@@ -146,7 +146,8 @@ def test_logits_bitwise_equal_with_capture(family_model):
     layer = target_layer(model).path
     needs = Needs(cls_rows=True, rollouts={RolloutConfig(), RolloutConfig("max", 0.5)}, layers={layer})
     ctx = forward(model, x, needs)
-    assert torch.equal(ctx.logits, plain_logits(model.module, x, grad_from=layer))
+    assert torch.equal(ctx.logits, plain_logits(model.module, x, grad_from=layer,
+                                                  grad_off_in=model.anatomy.class_row_paths({layer})))
     assert len(ctx.attention.cls_rows) == len(model.anatomy.attention)
     assert_within_rounding(ctx.logits, plain_logits(model.module, x))
     attention_only = forward(model, x, Needs(cls_rows=True, rollouts={RolloutConfig("max", 0.5)}))

@@ -38,6 +38,22 @@ class Anatomy:
     feature_layout: Layout = "nchw"  # how 4-D outputs of this model's layers are laid out
     patch_size: tuple[int, int] | None = None  # token grid = input size // patch (HF); None: timm's patch_embed
     pooling: str = ""  # how the head pools, for "no class token" refusals
+    # The last block's per-token modules after its token mixing (attention projection, MLP) when
+    # the head reads the class token alone: only their class row needs a gradient (capture.py).
+    class_row_modules: tuple[str, ...] = ()
+
+    def class_row_paths(self, layers: "set[str] | tuple[str, ...]") -> tuple[str, ...]:
+        """``class_row_modules`` when every captured layer runs before them: the last block's
+        ``norm1`` or a layer of an earlier block; otherwise () and the backward is the plain one."""
+        if not self.class_row_modules or not layers:
+            return ()
+        blocks, last = self.class_row_modules[0].split(".")[:2]
+        for path in layers:
+            parts = path.split(".")
+            earlier = len(parts) > 1 and parts[0] == blocks and parts[1].isdigit() and int(parts[1]) < int(last)
+            if not earlier and path != f"{blocks}.{last}.norm1":
+                return ()
+        return self.class_row_modules
 
     @property
     def reads_attention(self) -> bool:
@@ -56,7 +72,26 @@ def _timm_vit(module: nn.Module, kind: str, blocks: str = "blocks") -> Anatomy:
         cam_layer=f"{blocks}.{depth - 1}.norm1",
         feature_layout="tokens",
         pooling=str(getattr(module, "global_pool", "")),
+        class_row_modules=_class_row_modules(module, blocks, depth),
     )
+
+
+def _class_row_modules(module: nn.Module, blocks: str, depth: int) -> tuple[str, ...]:
+    """The last block's attention projection and MLP, for timm's own ViT with its own head on the
+    class token and a plain (or post-norm) last block; () for anything else (a distilled head, an
+    attention-pooling head, average pooling, other block types), which keeps the plain backward."""
+    from timm.models.vision_transformer import Block, ResPostBlock, VisionTransformer
+
+    cls = type(module)
+    if not (isinstance(module, VisionTransformer) and cls.forward_head is VisionTransformer.forward_head
+            and cls.forward_features is VisionTransformer.forward_features and cls.pool is VisionTransformer.pool
+            and getattr(module, "global_pool", None) == "token" and getattr(module, "attn_pool", None) is None
+            and getattr(module, "cls_token", None) is not None and blocks == "blocks" and depth > 0):
+        return ()
+    last = module.blocks[depth - 1]
+    if type(last) not in (Block, ResPostBlock) or not isinstance(getattr(last.attn, "proj", None), nn.Linear):
+        return ()
+    return (f"blocks.{depth - 1}.attn.proj", f"blocks.{depth - 1}.mlp")
 
 
 def _timm_anatomy(module: nn.Module) -> Anatomy | None:

@@ -11,6 +11,8 @@
 - :class:`LayerCapture` turns a layer's output into a leaf that requires grad, so a later
   ``torch.autograd.grad`` with respect to it alone stops there and computes no weight grads.
   The layers before it run without autograd bookkeeping.
+- :class:`ClassRowGradient` narrows that graph further for a ViT whose head reads only the class
+  token: the last block's attention projection and MLP record autograd for the class row alone.
 
 The seed notebook replaced each block's ``forward`` (moving ``norm1`` after the residual): its
 maps came from a different network. Hooks here only observe; tests check logits bitwise against
@@ -332,3 +334,64 @@ class LayerCapture:
         torch.set_grad_enabled(True)
         # A clone, so in-place operations downstream never touch the leaf.
         return leaf.clone()
+
+
+class _ValueOf(torch.autograd.Function):
+    """``value`` as it is, with its gradient handed to ``surrogate`` (its first rows only).
+
+    The forward is the module's own output, bitwise; the backward routes the incoming gradient's
+    first ``surrogate.shape[1]`` token rows to the surrogate (the same module recomputed on those
+    rows alone) and drops the rest, which are exactly zero where :class:`ClassRowGradient` applies.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
+        ctx.rows = surrogate.shape[1]
+        return value.view_as(value)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        return None, grad[:, : ctx.rows]
+
+
+class ClassRowGradient:
+    """Context manager: per-token modules after a ViT's last token mixing record autograd for
+    the class token's row alone.
+
+    When the head reads only the class token (``global_pool='token'``), the gradient of a logit
+    with respect to every other row of the last block's attention projection and MLP outputs is
+    exactly zero, yet a plain backward still multiplies those zero rows through both (two thirds
+    of a block). Here each of those ``modules`` runs on all rows without autograd, as the model
+    does, and is then re-run with autograd on the class row (its own ``forward``, one row), whose
+    graph carries the gradient. The logits are the module outputs untouched; gradients at the
+    Grad-CAM layer are the full backward's up to float rounding. Use only inside the grad-enabled
+    part of :func:`vitaudit.engine.forward` (after a :class:`LayerCapture`).
+    """
+
+    def __init__(self, model: nn.Module, paths: tuple[str, ...]):
+        self.modules = [model.get_submodule(p) for p in paths]
+        self._handles: list[Any] = []
+        self._recording: list[bool] = []
+
+    def __enter__(self) -> "ClassRowGradient":
+        for m in self.modules:
+            self._handles.append(m.register_forward_pre_hook(self._pre))
+            self._handles.append(m.register_forward_hook(self._post))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _pre(self, module: nn.Module, args: tuple) -> None:
+        self._recording.append(torch.is_grad_enabled())
+        torch.set_grad_enabled(False)
+
+    def _post(self, module: nn.Module, args: tuple, out: Any) -> Any:
+        recording = self._recording.pop()
+        torch.set_grad_enabled(recording)
+        if not recording or not isinstance(out, torch.Tensor) or out.dim() != 3:
+            return None
+        surrogate = module.forward(args[0][:, :1])
+        return _ValueOf.apply(out, surrogate)

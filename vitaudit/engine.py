@@ -17,7 +17,7 @@ import torch
 
 from .batching import ItemFailure, run_in_batches
 from .cache import DEFAULT_CACHE, ExplanationCache, ImageEntry
-from .capture import AttentionCapture, LayerCapture
+from .capture import AttentionCapture, ClassRowGradient, LayerCapture
 from .explainers import Explainer, ForwardContext, Needs, get_method, method_key, parse_method
 from .explanation import Explanation
 from .images import ImageLike, LoadedImage, load_image
@@ -247,6 +247,9 @@ def forward(model: AuditModel, x: torch.Tensor, needs: Needs) -> ForwardContext:
                 module, tuple(sorted(needs.rollouts, key=repr)), paths=anatomy.attention,
                 class_attention=anatomy.class_attention))
         layers = {p: stack.enter_context(LayerCapture(get_module(module, p), p)) for p in sorted(needs.layers)}
+        class_rows = anatomy.class_row_paths(needs.layers)
+        if class_rows:
+            stack.enter_context(ClassRowGradient(module, class_rows))
         with torch.no_grad():
             out = module(x)
     if isinstance(out, (tuple, list)):
