@@ -36,9 +36,13 @@ def worker_share(workers: int) -> int | None:
     from threadpoolctl import threadpool_limits
 
     share = min(torch.get_num_threads(), max(1, usable_cpus() // workers))
-    threadpool_limits(limits=share)  # numpy's BLAS and the OpenMP pools loaded now; they busy-wait too
-    for name in THREAD_VARIABLES:  # and those loaded later (scipy's own OpenBLAS): read when they load
+    # First the variables, which a BLAS or OpenMP library reads when it loads (scipy's or OpenCV's
+    # own OpenBLAS, perhaps loading right now in the background import thread), then the limits
+    # of those already loaded (numpy's BLAS, torch's OpenMP; they busy-wait too). The other way
+    # round, a library that loaded between the two kept a thread per core (seen under load).
+    for name in THREAD_VARIABLES:
         os.environ[name] = str(share)
+    threadpool_limits(limits=share)
     if share != torch.get_num_threads():
         torch.set_num_threads(share)
     return share
