@@ -56,12 +56,12 @@ def test_working_maps_are_explanation_working(case):
 @pytest.mark.parametrize("shape,size", [((60, 90), (20, 30)), ((97, 131), (40, 57)), ((6000, 8000), (768, 1024))])
 def test_area_resizing_is_cv2_inter_area(shape, size):
     rng = np.random.default_rng(1)
-    x = rng.random((2, *shape)).astype(np.float32)
+    x = rng.random((2, *shape), dtype=np.float32)
     got = dm.resize_area(torch.from_numpy(x).to(DEVICE), size).cpu().numpy()
     for a, g in zip(x, got):
         np.testing.assert_allclose(g, cv2.resize(a, size[::-1], interpolation=cv2.INTER_AREA), atol=1e-5)
     # masks: polygons-like blobs, as the dataset pass shrinks them (>= 0.5 of INTER_AREA)
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    yy, xx = (a.astype(np.float32) for a in np.ogrid[0 : shape[0], 0 : shape[1]])  # broadcast: no 48 MP index arrays
     masks = np.stack([(yy - shape[0] * f) ** 2 + (xx - shape[1] * f) ** 2 < (min(shape) * 0.3) ** 2 for f in (0.4, 0.6)])
     got_m = dm.resize_masks(torch.from_numpy(masks).to(DEVICE), size).cpu().numpy()
     for m, g in zip(masks, got_m):
