@@ -36,6 +36,9 @@ def test_which_models_take_the_class_row_backward(vit):
     assert _model("deit_tiny_distilled_patch16_224").anatomy.class_row_modules == ()  # class + distillation token
     assert _model("vit_tiny_patch16_224", global_pool="map").anatomy.class_row_modules == ()  # attention pooling
     assert _model("beit_base_patch16_224").anatomy.class_row_modules == ()  # not timm's VisionTransformer
+    from timm.models.vision_transformer import ResPostBlock  # post-norm: its norm1 runs after the attention
+
+    assert _model("vit_tiny_patch16_224", block_fn=ResPostBlock).anatomy.class_row_modules == ()
 
 
 def test_only_for_layers_that_run_before_the_class_row_modules(vit):

@@ -78,9 +78,10 @@ def _timm_vit(module: nn.Module, kind: str, blocks: str = "blocks") -> Anatomy:
 
 def _class_row_modules(module: nn.Module, blocks: str, depth: int) -> tuple[str, ...]:
     """The last block's attention projection and MLP, for timm's own ViT with its own head on the
-    class token and a plain (or post-norm) last block; () for anything else (a distilled head, an
-    attention-pooling head, average pooling, other block types), which keeps the plain backward."""
-    from timm.models.vision_transformer import Block, ResPostBlock, VisionTransformer
+    class token and a plain pre-norm last block (whose ``norm1``, the Grad-CAM layer, runs before
+    both); () for anything else (a distilled head, an attention-pooling head, average pooling,
+    other block types such as the post-norm ``ResPostBlock``), which keeps the plain backward."""
+    from timm.models.vision_transformer import Block, VisionTransformer
 
     cls = type(module)
     if not (isinstance(module, VisionTransformer) and cls.forward_head is VisionTransformer.forward_head
@@ -89,7 +90,7 @@ def _class_row_modules(module: nn.Module, blocks: str, depth: int) -> tuple[str,
             and getattr(module, "cls_token", None) is not None and blocks == "blocks" and depth > 0):
         return ()
     last = module.blocks[depth - 1]
-    if type(last) not in (Block, ResPostBlock) or not isinstance(getattr(last.attn, "proj", None), nn.Linear):
+    if type(last) is not Block or not isinstance(getattr(last.attn, "proj", None), nn.Linear):
         return ()
     return (f"blocks.{depth - 1}.attn.proj", f"blocks.{depth - 1}.mlp")
 
